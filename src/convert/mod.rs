@@ -1,0 +1,1 @@
+//! Conversions between checkpoints and GGUF layouts. (Being built: issue 4.)

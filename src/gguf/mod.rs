@@ -1,0 +1,1 @@
+//! The GGUF container: reader, writer, type table. (Being built: issue 2.)

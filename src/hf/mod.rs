@@ -1,0 +1,1 @@
+//! Hugging Face checkpoints: safetensors, config.json, tokenizer files. (Being built.)

@@ -1,0 +1,1 @@
+//! `bitnet-inspect`: reports on GGUF files. (Being built: issue 2.)

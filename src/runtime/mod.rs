@@ -1,0 +1,1 @@
+//! CPU runtime: model, kernels, tokenizer, sampling. (Being built: issue 5.)

@@ -1,0 +1,4 @@
+//! Integration tests, one target. Each `mod` is one area.
+
+// Layout codecs against upstream vectors.
+mod layout_i2s;
