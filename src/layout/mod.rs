@@ -4,9 +4,18 @@
 //! scale's bits), and for canonical bytes `encode(decode(b)) == b`. A conversion between two
 //! layouts is always `decode` with one codec followed by `encode` with another.
 
+pub mod dense;
 mod error;
+pub mod gpu_w2a8;
+pub mod hf_packed;
 pub mod i2s;
+pub mod kernel_config;
 mod tensor;
+pub mod tiling;
+pub mod tl1;
+pub mod tl2;
+pub mod tq1_0;
+pub mod tq2_0;
 
 pub use error::Error;
 pub use tensor::{Shape, TernaryTensor};

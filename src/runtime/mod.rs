@@ -1,1 +1,4 @@
 //! CPU runtime: model, kernels, tokenizer, sampling. (Being built: issue 5.)
+
+pub mod kernels;
+pub mod tokenizer;

@@ -1,0 +1,1 @@
+//! Layout codec (being built).

@@ -1,0 +1,1 @@
+//! Matmul kernels per layout, scalar reference beside AVX2 (being built).
