@@ -2,3 +2,6 @@
 
 // Layout codecs against upstream vectors.
 mod layout_i2s;
+
+// GGUF container: upstream files, round trips.
+mod gguf_read;
