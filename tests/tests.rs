@@ -11,3 +11,6 @@ mod gguf_bad;
 
 // GGUF container: truncation/corruption sweep (no panics).
 mod gguf_mutation;
+
+// bitnet-inspect end to end (snapshots).
+mod inspect_cli;
