@@ -8,11 +8,13 @@
 //!   (HF packed, I2_S, TL1, TL2, TQ1_0, TQ2_0, GPU W2A8, dense floats).
 //! * [`hf`]: Hugging Face safetensors checkpoints (packed and bf16 master), configs, tokenizers.
 //! * [`convert`], [`inspect`], [`runtime`]: the three tools built on the layers above.
+//! * [`io`]: atomic file output shared by the tools.
 #![deny(missing_docs)]
 
 pub mod convert;
 pub mod gguf;
 pub mod hf;
 pub mod inspect;
+pub mod io;
 pub mod layout;
 pub mod runtime;

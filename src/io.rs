@@ -1,0 +1,168 @@
+//! Safe file output: write to a temporary file beside the target, then rename on commit.
+//!
+//! Invariant: the target path either keeps its old content or gets the complete new content;
+//! a run that fails or panics before [`AtomicFile::commit`] leaves no partial file behind.
+
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+/// A file being written that appears at its target path only on [`AtomicFile::commit`].
+#[derive(Debug)]
+pub struct AtomicFile {
+    target: PathBuf,
+    temp: PathBuf,
+    out: Option<BufWriter<File>>,
+}
+
+impl AtomicFile {
+    /// Creates `.<name>.tmp-<pid>-<n>` in the target's directory.
+    pub fn create(target: &Path) -> io::Result<Self> {
+        let dir = match target.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let name = target
+            .file_name()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "target has no file name"))?
+            .to_string_lossy()
+            .into_owned();
+        for attempt in 0..1000u32 {
+            let temp = dir.join(format!(".{name}.tmp-{}-{attempt}", std::process::id()));
+            match fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&temp)
+            {
+                Ok(file) => {
+                    return Ok(Self {
+                        target: target.to_path_buf(),
+                        temp,
+                        out: Some(BufWriter::with_capacity(1 << 20, file)),
+                    })
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            "could not create a unique temporary file",
+        ))
+    }
+
+    /// The final path.
+    pub fn target(&self) -> &Path {
+        &self.target
+    }
+
+    /// The temporary path being written.
+    pub fn temp_path(&self) -> &Path {
+        &self.temp
+    }
+
+    /// Flushes, fsyncs and renames the temporary file onto the target.
+    pub fn commit(mut self) -> io::Result<()> {
+        let out = self
+            .out
+            .take()
+            .ok_or_else(|| io::Error::other("atomic file already finished"))?;
+        let file = out.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        drop(file);
+        fs::rename(&self.temp, &self.target)?;
+        // Best effort: make the rename durable.
+        if let Some(dir) = self.target.parent().filter(|p| !p.as_os_str().is_empty()) {
+            if let Ok(d) = File::open(dir) {
+                let _ = d.sync_all();
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Write for AtomicFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self.out.as_mut() {
+            Some(o) => o.write(buf),
+            None => Err(io::Error::other("atomic file already finished")),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self.out.as_mut() {
+            Some(o) => o.flush(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for AtomicFile {
+    fn drop(&mut self) {
+        if self.out.take().is_some() {
+            let _ = fs::remove_file(&self.temp);
+        }
+    }
+}
+
+/// True when `a` and `b` name the same existing file (same device and inode on Unix; same
+/// canonical path elsewhere). A missing path is never the same as anything. Callers use it to
+/// refuse writing over one of their inputs.
+pub fn same_file(a: &Path, b: &Path) -> io::Result<bool> {
+    let (ma, mb) = match (fs::metadata(a), fs::metadata(b)) {
+        (Ok(x), Ok(y)) => (x, y),
+        (Err(e), _) | (_, Err(e)) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        (Err(e), _) | (_, Err(e)) => return Err(e),
+    };
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let _ = (&ma, &mb);
+        Ok(ma.dev() == mb.dev() && ma.ino() == mb.ino())
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (ma, mb);
+        Ok(fs::canonicalize(a)? == fs::canonicalize(b)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commit_renames_and_drop_removes() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("out.gguf");
+        let mut f = AtomicFile::create(&target).unwrap();
+        f.write_all(b"abc").unwrap();
+        let temp = f.temp_path().to_path_buf();
+        assert!(temp.exists() && !target.exists());
+        f.commit().unwrap();
+        assert_eq!(fs::read(&target).unwrap(), b"abc");
+        assert!(!temp.exists());
+
+        let mut g = AtomicFile::create(&target).unwrap();
+        g.write_all(b"partial").unwrap();
+        let temp = g.temp_path().to_path_buf();
+        drop(g);
+        assert!(!temp.exists());
+        assert_eq!(fs::read(&target).unwrap(), b"abc");
+    }
+
+    #[test]
+    fn same_file_detects_links_and_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a");
+        fs::write(&a, b"x").unwrap();
+        let b = dir.path().join("b");
+        fs::hard_link(&a, &b).unwrap();
+        let c = dir.path().join("c");
+        fs::write(&c, b"x").unwrap();
+        assert!(same_file(&a, &b).unwrap());
+        assert!(same_file(&a, &dir.path().join(".").join("a")).unwrap());
+        assert!(!same_file(&a, &c).unwrap());
+        assert!(!same_file(&a, &dir.path().join("missing")).unwrap());
+    }
+}
