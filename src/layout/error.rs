@@ -77,13 +77,13 @@ pub enum Error {
         why: &'static str,
     },
     /// Per-block scales disagree, so the data has no single per-tensor scale.
-    #[error("{layout}: block {block} has scale {found:e} but block 0 has {first:e}; the tensor has no single per-tensor scale")]
+    #[error("{layout}: block {block} has scale {found:e} but an earlier block has {first:e}; the tensor has no single per-tensor scale")]
     InconsistentScales {
         /// Layout name.
         layout: &'static str,
         /// First disagreeing block.
         block: usize,
-        /// Scale of block 0.
+        /// Scale of the first block that carries one.
         first: f32,
         /// Scale of the disagreeing block.
         found: f32,
