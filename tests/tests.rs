@@ -1,4 +1,8 @@
 //! Integration tests, one target. Each `mod` is one area.
 
+// Helpers for the layout tests (fixture hashing, generators).
+mod layout_common;
 // Layout codecs against upstream vectors.
 mod layout_i2s;
+// TL1 / TL2 against upstream vectors and the tiling rule.
+mod layout_tl;
