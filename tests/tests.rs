@@ -6,3 +6,5 @@ mod layout_common;
 mod layout_i2s;
 // TL1 / TL2 against upstream vectors and the tiling rule.
 mod layout_tl;
+// ref-tiny: I2_S -> TQ1_0 / TQ2_0 / TL1 / TL2 against upstream-written files.
+mod layout_ref_tiny;
