@@ -8,3 +8,5 @@ mod layout_i2s;
 mod layout_tl;
 // ref-tiny: I2_S -> TQ1_0 / TQ2_0 / TL1 / TL2 against upstream-written files.
 mod layout_ref_tiny;
+// Property tests: every codec round-trips on random legal shapes.
+mod layout_props;
