@@ -1,5 +1,7 @@
 //! Integration tests, one target. Each `mod` is one area.
 
+// Helpers for the layout tests (fixture hashing, generators).
+mod layout_common;
 // Layout codecs against upstream vectors.
 mod layout_i2s;
 
@@ -14,3 +16,9 @@ mod gguf_mutation;
 
 // bitnet-inspect end to end (snapshots).
 mod inspect_cli;
+// TL1 / TL2 against upstream vectors and the tiling rule.
+mod layout_tl;
+// ref-tiny: I2_S -> TQ1_0 / TQ2_0 / TL1 / TL2 against upstream-written files.
+mod layout_ref_tiny;
+// Property tests: every codec round-trips on random legal shapes.
+mod layout_props;

@@ -1,1 +1,247 @@
-//! Layout codec (being built).
+//! Dequantized dense weights (F32, F16, BF16; little-endian, row-major): `code × scale`, and
+//! back to ternary.
+//!
+//! Invariant: decoding with a scale `s` accepts only elements equal to 0 (either sign) or
+//! ±`dtype(s)`; anything else is an error naming the first offending element. Without a scale,
+//! [`infer_scale`] takes `max|x|` (0.0 for an all-zero tensor).
+
+use super::{check_len, Error, ScaleRounding, Shape, TernaryCodec, TernaryTensor};
+use half::{bf16, f16};
+
+/// Element type of a dense tensor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DenseDtype {
+    /// IEEE binary32.
+    F32,
+    /// IEEE binary16.
+    F16,
+    /// bfloat16.
+    BF16,
+}
+
+impl DenseDtype {
+    /// Name as in GGUF / safetensors.
+    pub fn name(self) -> &'static str {
+        match self {
+            DenseDtype::F32 => "F32",
+            DenseDtype::F16 => "F16",
+            DenseDtype::BF16 => "BF16",
+        }
+    }
+
+    /// Bytes per element.
+    pub fn size(self) -> usize {
+        match self {
+            DenseDtype::F32 => 4,
+            DenseDtype::F16 | DenseDtype::BF16 => 2,
+        }
+    }
+
+    /// `value` rounded to this dtype (nearest, ties to even), as f32.
+    pub fn round(self, value: f32) -> f32 {
+        match self {
+            DenseDtype::F32 => value,
+            DenseDtype::F16 => f16::from_f32(value).to_f32(),
+            DenseDtype::BF16 => bf16::from_f32(value).to_f32(),
+        }
+    }
+
+    fn write(self, value: f32, out: &mut [u8]) {
+        match self {
+            DenseDtype::F32 => out.copy_from_slice(&value.to_le_bytes()),
+            DenseDtype::F16 => out.copy_from_slice(&f16::from_f32(value).to_le_bytes()),
+            DenseDtype::BF16 => out.copy_from_slice(&bf16::from_f32(value).to_le_bytes()),
+        }
+    }
+
+    fn read(self, bytes: &[u8]) -> f32 {
+        match self {
+            DenseDtype::F32 => f32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]),
+            DenseDtype::F16 => f16::from_le_bytes([bytes[0], bytes[1]]).to_f32(),
+            DenseDtype::BF16 => bf16::from_le_bytes([bytes[0], bytes[1]]).to_f32(),
+        }
+    }
+}
+
+fn checked_len(dtype: DenseDtype, shape: Shape) -> Result<usize, Error> {
+    super::check_nonempty(dtype.name(), shape)?;
+    shape
+        .numel()
+        .and_then(|n| n.checked_mul(dtype.size()))
+        .ok_or(Error::IllegalShape {
+            layout: dtype.name(),
+            shape,
+            rule: "element count overflows".into(),
+        })
+}
+
+/// Writes `code × scale` in `dtype`. With [`ScaleRounding::Exact`] a scale the dtype cannot
+/// hold exactly is an error; with `Nearest` it is rounded (ties to even).
+pub fn encode_dense(
+    tensor: &TernaryTensor,
+    dtype: DenseDtype,
+    rounding: ScaleRounding,
+) -> Result<Vec<u8>, Error> {
+    let len = checked_len(dtype, tensor.shape())?;
+    let scale = tensor.scale();
+    if !scale.is_finite() {
+        return Err(Error::InvalidScale {
+            layout: dtype.name(),
+            scale,
+            why: "scale must be finite",
+        });
+    }
+    let stored = dtype.round(scale);
+    if (rounding == ScaleRounding::Exact && stored != scale) || !stored.is_finite() {
+        return Err(Error::InexactScale {
+            layout: dtype.name(),
+            scale,
+            bits: scale.to_bits(),
+            target: dtype.name(),
+            hint: " (use ScaleRounding::Nearest to round it)",
+        });
+    }
+    let mut values = [[0u8; 4]; 3];
+    for (code, slot) in [-1i8, 0, 1].into_iter().zip(values.iter_mut()) {
+        dtype.write(f32::from(code) * stored, &mut slot[..dtype.size()]);
+    }
+    let size = dtype.size();
+    let mut out = vec![0u8; len];
+    for (&code, element) in tensor.codes().iter().zip(out.chunks_exact_mut(size)) {
+        element.copy_from_slice(&values[(code + 1) as usize][..size]);
+    }
+    Ok(out)
+}
+
+/// `max|x|` over the tensor as f32 (0.0 if all elements are zero). NaN is an error naming
+/// the element.
+pub fn infer_scale(bytes: &[u8], shape: Shape, dtype: DenseDtype) -> Result<f32, Error> {
+    check_len(dtype.name(), shape, bytes, checked_len(dtype, shape)?)?;
+    let mut max = 0.0f32;
+    for (index, element) in bytes.chunks_exact(dtype.size()).enumerate() {
+        let value = dtype.read(element);
+        if value.is_nan() {
+            return Err(not_ternary(dtype, shape, index, value, f32::NAN));
+        }
+        max = max.max(value.abs());
+    }
+    Ok(max)
+}
+
+fn not_ternary(dtype: DenseDtype, shape: Shape, index: usize, value: f32, scale: f32) -> Error {
+    Error::NotTernary {
+        layout: dtype.name(),
+        index,
+        row: index / shape.cols,
+        col: index % shape.cols,
+        value: f64::from(value),
+        scale,
+    }
+}
+
+/// Reads dense weights back as ternary codes with `scale` (or [`infer_scale`]'s when `None`).
+/// Every element must be 0 or ±`dtype(scale)`; the returned tensor carries `scale` itself.
+pub fn decode_dense(
+    bytes: &[u8],
+    shape: Shape,
+    dtype: DenseDtype,
+    scale: Option<f32>,
+) -> Result<TernaryTensor, Error> {
+    check_len(dtype.name(), shape, bytes, checked_len(dtype, shape)?)?;
+    let scale = match scale {
+        Some(s) => s,
+        None => infer_scale(bytes, shape, dtype)?,
+    };
+    if !scale.is_finite() {
+        return Err(Error::InvalidScale {
+            layout: dtype.name(),
+            scale,
+            why: "scale must be finite",
+        });
+    }
+    let target = dtype.round(scale);
+    let mut codes = Vec::with_capacity(shape.rows * shape.cols);
+    for (index, element) in bytes.chunks_exact(dtype.size()).enumerate() {
+        let value = dtype.read(element);
+        let code = if value == 0.0 {
+            0
+        } else if value == target {
+            1
+        } else if value == -target {
+            -1
+        } else {
+            return Err(not_ternary(dtype, shape, index, value, scale));
+        };
+        codes.push(code);
+    }
+    Ok(TernaryTensor::from_decoded(shape, codes, scale))
+}
+
+/// Dense weights as a [`TernaryCodec`]: encode writes `code × scale`, decode uses `scale` (or
+/// infers `max|x|` when `None`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Dense {
+    /// Element type.
+    pub dtype: DenseDtype,
+    /// Scale used to decode; `None` infers it.
+    pub scale: Option<f32>,
+    /// What encode does with a scale the dtype cannot hold.
+    pub rounding: ScaleRounding,
+}
+
+impl TernaryCodec for Dense {
+    fn name(&self) -> &'static str {
+        self.dtype.name()
+    }
+
+    fn check_shape(&self, shape: Shape) -> Result<(), Error> {
+        checked_len(self.dtype, shape).map(|_| ())
+    }
+
+    fn byte_len(&self, shape: Shape) -> Result<usize, Error> {
+        checked_len(self.dtype, shape)
+    }
+
+    fn encode(&self, tensor: &TernaryTensor) -> Result<Vec<u8>, Error> {
+        encode_dense(tensor, self.dtype, self.rounding)
+    }
+
+    fn decode(&self, bytes: &[u8], shape: Shape) -> Result<TernaryTensor, Error> {
+        decode_dense(bytes, shape, self.dtype, self.scale)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_first_offender() {
+        let shape = Shape::new(2, 3);
+        let t = TernaryTensor::new(shape, vec![1, 0, -1, -1, 1, 0], 0.5).unwrap();
+        for dtype in [DenseDtype::F32, DenseDtype::F16, DenseDtype::BF16] {
+            let bytes = encode_dense(&t, dtype, ScaleRounding::Exact).unwrap();
+            assert_eq!(decode_dense(&bytes, shape, dtype, None).unwrap(), t);
+            assert_eq!(decode_dense(&bytes, shape, dtype, Some(0.5)).unwrap(), t);
+            let err = decode_dense(&bytes, shape, dtype, Some(0.25)).unwrap_err();
+            assert!(
+                matches!(err, Error::NotTernary { index: 0, row: 0, col: 0, .. }),
+                "{err}"
+            );
+        }
+        let mut bytes = encode_dense(&t, DenseDtype::F32, ScaleRounding::Exact).unwrap();
+        bytes[4 * 4..4 * 5].copy_from_slice(&0.49f32.to_le_bytes());
+        let err = decode_dense(&bytes, shape, DenseDtype::F32, None).unwrap_err();
+        assert!(matches!(err, Error::NotTernary { index: 4, row: 1, col: 1, .. }));
+    }
+
+    #[test]
+    fn inexact_scale() {
+        let t = TernaryTensor::new(Shape::new(1, 1), vec![1], 0.1).unwrap();
+        assert!(encode_dense(&t, DenseDtype::BF16, ScaleRounding::Exact).is_err());
+        let bytes = encode_dense(&t, DenseDtype::BF16, ScaleRounding::Nearest).unwrap();
+        // The given f32 scale still decodes: comparison happens in the dtype.
+        let back = decode_dense(&bytes, t.shape(), DenseDtype::BF16, Some(0.1)).unwrap();
+        assert_eq!(back, t);
+    }
+}

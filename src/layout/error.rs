@@ -77,13 +77,13 @@ pub enum Error {
         why: &'static str,
     },
     /// Per-block scales disagree, so the data has no single per-tensor scale.
-    #[error("{layout}: block {block} has scale {found:e} but block 0 has {first:e}; the tensor has no single per-tensor scale")]
+    #[error("{layout}: block {block} has scale {found:e} but an earlier block has {first:e}; the tensor has no single per-tensor scale")]
     InconsistentScales {
         /// Layout name.
         layout: &'static str,
         /// First disagreeing block.
         block: usize,
-        /// Scale of block 0.
+        /// Scale of the first block that carries one.
         first: f32,
         /// Scale of the disagreeing block.
         found: f32,
@@ -105,5 +105,35 @@ pub enum Error {
         expected: usize,
         /// Codes given.
         found: usize,
+    },
+    /// Bytes that the layout defines as padding (always zero when written) are not zero.
+    #[error("{layout}: byte at offset {offset} is {value:#04x} but lies in {region}, which is always zero")]
+    NonZeroPadding {
+        /// Layout name.
+        layout: &'static str,
+        /// Byte offset inside the tensor data.
+        offset: usize,
+        /// The byte found.
+        value: u8,
+        /// Which padding region (e.g. `"section D padding"`).
+        region: &'static str,
+    },
+    /// The bytes decode, but not to anything the layout's writer could have produced.
+    #[error("{layout}: non-canonical data at byte offset {offset}: {what}")]
+    NonCanonical {
+        /// Layout name.
+        layout: &'static str,
+        /// Byte offset inside the tensor data.
+        offset: usize,
+        /// What is inconsistent.
+        what: String,
+    },
+    /// A `kernel_config.ini` file could not be parsed.
+    #[error("kernel_config.ini line {line}: {what}")]
+    KernelConfig {
+        /// 1-based line number (0 when the problem is not tied to a line).
+        line: usize,
+        /// What is wrong.
+        what: String,
     },
 }

@@ -5,10 +5,15 @@
 //! four bytes are the f32 scale (little-endian). The ARM build of bitnet.cpp uses 64-value
 //! blocks (16 bytes); that variant is only decoded when asked for explicitly.
 
-use super::{Error, Shape, TernaryCodec, TernaryTensor};
+use super::{check_len, check_nonempty, read_f32_le, Error, Shape, TernaryCodec, TernaryTensor};
+use rayon::prelude::*;
 
 /// Bytes of the tail that follows the codes.
 pub const TAIL_BYTES: usize = 32;
+
+/// Work units handed to rayon: blocks per chunk. 2048 x86 blocks = 256 Ki codes = 64 KiB of
+/// packed bytes, large enough to amortise scheduling, small enough to spread over cores.
+const BLOCKS_PER_CHUNK: usize = 2048;
 
 /// Block geometry of an I2_S payload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -16,16 +21,36 @@ pub enum I2sVariant {
     /// x86 / official file / Python converter: 128-value blocks of 32 bytes.
     #[default]
     X86,
-    /// bitnet.cpp HEAD ARM build: 64-value blocks of 16 bytes. Decode only on request.
+    /// bitnet.cpp HEAD ARM build: 64-value blocks of 16 bytes. Decode only on request; no
+    /// upstream writer of files produces it.
     Arm64,
 }
 
 impl I2sVariant {
-    fn block_values(self) -> usize {
+    /// Values per block (128 or 64).
+    pub fn block_values(self) -> usize {
         match self {
             I2sVariant::X86 => 128,
             I2sVariant::Arm64 => 64,
         }
+    }
+}
+
+/// The 28 tail bytes after the scale (tail bytes 4..31).
+///
+/// No reader looks at them and our writer emits zeros, but `llama-quantize` leaves stale bytes
+/// there; [`I2s::decode_keeping_tail`] and [`I2s::encode_with_tail`] carry them through so a
+/// re-encode reproduces such a file byte for byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct I2sTail(pub [u8; TAIL_BYTES - 4]);
+
+impl I2sTail {
+    /// The tail our writer emits (all zero).
+    pub const ZERO: I2sTail = I2sTail([0; TAIL_BYTES - 4]);
+
+    /// True when every byte is zero.
+    pub fn is_zero(&self) -> bool {
+        self.0.iter().all(|&b| b == 0)
     }
 }
 
@@ -41,6 +66,12 @@ pub const I2S: I2s = I2s {
     variant: I2sVariant::X86,
 };
 
+/// The ARM (64-value block) variant of bitnet.cpp HEAD; use only when a file is known to come
+/// from such a build.
+pub const I2S_ARM64: I2s = I2s {
+    variant: I2sVariant::Arm64,
+};
+
 impl I2s {
     /// Offset of the f32 scale inside an I2_S tensor of `shape`.
     pub fn scale_offset(shape: Shape) -> Option<usize> {
@@ -50,22 +81,109 @@ impl I2s {
     /// Reads the scale stored in the tail without decoding codes.
     pub fn read_scale(&self, bytes: &[u8], shape: Shape) -> Result<f32, Error> {
         let expected = self.byte_len(shape)?;
-        if bytes.len() != expected {
-            return Err(Error::WrongByteLength {
-                layout: self.name(),
-                shape,
-                expected,
-                found: bytes.len(),
-            });
-        }
-        let at = expected - TAIL_BYTES;
-        Ok(f32::from_le_bytes([
-            bytes[at],
-            bytes[at + 1],
-            bytes[at + 2],
-            bytes[at + 3],
-        ]))
+        check_len(self.name(), shape, bytes, expected)?;
+        Ok(read_f32_le(bytes, expected - TAIL_BYTES))
     }
+
+    /// Reads tail bytes 4..31 without decoding codes.
+    pub fn read_tail(&self, bytes: &[u8], shape: Shape) -> Result<I2sTail, Error> {
+        let expected = self.byte_len(shape)?;
+        check_len(self.name(), shape, bytes, expected)?;
+        let mut tail = I2sTail::ZERO;
+        tail.0
+            .copy_from_slice(&bytes[expected - TAIL_BYTES + 4..expected]);
+        Ok(tail)
+    }
+
+    /// Decodes and also returns tail bytes 4..31, so that [`I2s::encode_with_tail`] can
+    /// reproduce the input exactly even when those bytes are not zero.
+    pub fn decode_keeping_tail(
+        &self,
+        bytes: &[u8],
+        shape: Shape,
+    ) -> Result<(TernaryTensor, I2sTail), Error> {
+        let tail = self.read_tail(bytes, shape)?;
+        Ok((self.decode(bytes, shape)?, tail))
+    }
+
+    /// Encodes like [`TernaryCodec::encode`] but writes `tail` into tail bytes 4..31.
+    pub fn encode_with_tail(
+        &self,
+        tensor: &TernaryTensor,
+        tail: &I2sTail,
+    ) -> Result<Vec<u8>, Error> {
+        let len = self.byte_len(tensor.shape())?;
+        let mut out = vec![0u8; len];
+        self.encode_into(tensor, &mut out)?;
+        out[len - TAIL_BYTES + 4..].copy_from_slice(&tail.0);
+        Ok(out)
+    }
+
+    /// Encodes into a caller-provided buffer of exactly `byte_len(shape)` bytes (e.g. a
+    /// memory-mapped output file). Tail bytes 4..31 are set to zero.
+    pub fn encode_into(&self, tensor: &TernaryTensor, out: &mut [u8]) -> Result<(), Error> {
+        let shape = tensor.shape();
+        let len = self.byte_len(shape)?;
+        check_len(self.name(), shape, out, len)?;
+        let (payload, tail) = out.split_at_mut(len - TAIL_BYTES);
+        match self.variant {
+            I2sVariant::X86 => pack_parallel::<32>(tensor.codes(), payload),
+            I2sVariant::Arm64 => pack_parallel::<16>(tensor.codes(), payload),
+        }
+        tail.fill(0);
+        tail[..4].copy_from_slice(&tensor.scale().to_le_bytes());
+        Ok(())
+    }
+}
+
+/// Packs whole blocks of `4 * Q` codes into `Q` bytes each, in parallel chunks.
+fn pack_parallel<const Q: usize>(codes: &[i8], payload: &mut [u8]) {
+    codes
+        .par_chunks(4 * Q * BLOCKS_PER_CHUNK)
+        .zip(payload.par_chunks_mut(Q * BLOCKS_PER_CHUNK))
+        .for_each(|(codes, bytes)| pack_blocks::<Q>(codes, bytes));
+}
+
+/// Serial kernel: byte `b` of a block = `c[b] << 6 | c[Q+b] << 4 | c[2Q+b] << 2 | c[3Q+b]`
+/// with `c = code + 1`. Written over fixed-size arrays so the compiler vectorises it.
+fn pack_blocks<const Q: usize>(codes: &[i8], bytes: &mut [u8]) {
+    for (block, out) in codes.chunks_exact(4 * Q).zip(bytes.chunks_exact_mut(Q)) {
+        let (q0, rest) = block.split_at(Q);
+        let (q1, rest) = rest.split_at(Q);
+        let (q2, q3) = rest.split_at(Q);
+        let field = |c: i8| c.wrapping_add(1) as u8;
+        for b in 0..Q {
+            out[b] = field(q0[b]) << 6 | field(q1[b]) << 4 | field(q2[b]) << 2 | field(q3[b]);
+        }
+    }
+}
+
+/// Serial kernel, inverse of [`pack_blocks`]. Returns a non-zero value iff some 2-bit field
+/// is 3 (bit pattern `11`), which no writer produces.
+fn unpack_blocks<const Q: usize>(bytes: &[u8], codes: &mut [i8]) -> u8 {
+    let mut invalid = 0u8;
+    for (inp, block) in bytes.chunks_exact(Q).zip(codes.chunks_exact_mut(4 * Q)) {
+        let (q0, rest) = block.split_at_mut(Q);
+        let (q1, rest) = rest.split_at_mut(Q);
+        let (q2, q3) = rest.split_at_mut(Q);
+        for b in 0..Q {
+            let x = inp[b];
+            invalid |= x & (x >> 1) & 0x55;
+            q0[b] = (x >> 6) as i8 - 1;
+            q1[b] = ((x >> 4) & 3) as i8 - 1;
+            q2[b] = ((x >> 2) & 3) as i8 - 1;
+            q3[b] = (x & 3) as i8 - 1;
+        }
+    }
+    invalid
+}
+
+/// Offset and value of the first 2-bit field equal to 3 in `payload`, if any.
+fn first_code_three(payload: &[u8]) -> Option<(usize, u8)> {
+    payload
+        .iter()
+        .position(|&x| x & (x >> 1) & 0x55 != 0)
+        .map(|offset| (offset, 3))
 }
 
 impl TernaryCodec for I2s {
@@ -75,13 +193,7 @@ impl TernaryCodec for I2s {
 
     fn check_shape(&self, shape: Shape) -> Result<(), Error> {
         let block = self.variant.block_values();
-        if shape.rows == 0 || shape.cols == 0 {
-            return Err(Error::IllegalShape {
-                layout: self.name(),
-                shape,
-                rule: "dimensions must be non-zero".into(),
-            });
-        }
+        check_nonempty(self.name(), shape)?;
         if shape.cols % block != 0 {
             return Err(Error::IllegalShape {
                 layout: self.name(),
@@ -115,52 +227,36 @@ impl TernaryCodec for I2s {
     }
 
     fn encode(&self, tensor: &TernaryTensor) -> Result<Vec<u8>, Error> {
-        let shape = tensor.shape();
-        let len = self.byte_len(shape)?;
-        let block = self.variant.block_values();
-        let quarter = block / 4;
-        let mut out = vec![0u8; len];
-        let payload = &mut out[..len - TAIL_BYTES];
-        for (codes, bytes) in tensor
-            .codes()
-            .chunks_exact(block)
-            .zip(payload.chunks_exact_mut(quarter))
-        {
-            for (b, byte) in bytes.iter_mut().enumerate() {
-                let c = |q: usize| (codes[q * quarter + b] + 1) as u8;
-                *byte = c(0) << 6 | c(1) << 4 | c(2) << 2 | c(3);
-            }
-        }
-        out[len - TAIL_BYTES..len - TAIL_BYTES + 4].copy_from_slice(&tensor.scale().to_le_bytes());
-        Ok(out)
+        self.encode_with_tail(tensor, &I2sTail::ZERO)
     }
 
     fn decode(&self, bytes: &[u8], shape: Shape) -> Result<TernaryTensor, Error> {
         let scale = self.read_scale(bytes, shape)?;
-        let block = self.variant.block_values();
-        let quarter = block / 4;
         let payload = &bytes[..bytes.len() - TAIL_BYTES];
         let mut codes = vec![0i8; shape.rows * shape.cols];
-        for (blk, (out, bytes)) in codes
-            .chunks_exact_mut(block)
-            .zip(payload.chunks_exact(quarter))
-            .enumerate()
-        {
-            for (b, &byte) in bytes.iter().enumerate() {
-                for q in 0..4 {
-                    let code = (byte >> (6 - 2 * q)) & 3;
-                    if code == 3 {
-                        return Err(Error::InvalidCode {
-                            layout: self.name(),
-                            offset: blk * quarter + b,
-                            code,
-                        });
-                    }
-                    out[q * quarter + b] = code as i8 - 1;
-                }
+        let chunk = self.variant.block_values() * BLOCKS_PER_CHUNK;
+        let invalid = match self.variant {
+            I2sVariant::X86 => payload
+                .par_chunks(chunk / 4)
+                .zip(codes.par_chunks_mut(chunk))
+                .map(|(bytes, codes)| unpack_blocks::<32>(bytes, codes))
+                .reduce(|| 0, |a, b| a | b),
+            I2sVariant::Arm64 => payload
+                .par_chunks(chunk / 4)
+                .zip(codes.par_chunks_mut(chunk))
+                .map(|(bytes, codes)| unpack_blocks::<16>(bytes, codes))
+                .reduce(|| 0, |a, b| a | b),
+        };
+        if invalid != 0 {
+            if let Some((offset, code)) = first_code_three(payload) {
+                return Err(Error::InvalidCode {
+                    layout: self.name(),
+                    offset,
+                    code,
+                });
             }
         }
-        TernaryTensor::new(shape, codes, scale)
+        Ok(TernaryTensor::from_decoded(shape, codes, scale))
     }
 }
 
@@ -197,6 +293,39 @@ mod tests {
             Error::InvalidCode {
                 layout: "I2_S",
                 offset: 7,
+                code: 3
+            }
+        );
+    }
+
+    #[test]
+    fn tail_bytes_survive_a_round_trip() {
+        let shape = Shape::new(2, 128);
+        let t = TernaryTensor::new(shape, vec![1; 256], 1.5).unwrap();
+        let mut tail = I2sTail::ZERO;
+        tail.0[0] = 0xde;
+        tail.0[27] = 0xad;
+        let bytes = I2S.encode_with_tail(&t, &tail).unwrap();
+        assert_eq!(bytes[64 + 4], 0xde);
+        let (back, back_tail) = I2S.decode_keeping_tail(&bytes, shape).unwrap();
+        assert_eq!((back, back_tail), (t.clone(), tail));
+        assert!(I2S.encode(&t).unwrap()[68..].iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn first_invalid_field_is_reported_across_chunks() {
+        // Large enough to span several parallel chunks; corrupt a late and an early byte.
+        let shape = Shape::new(64, 128 * 64);
+        let t = TernaryTensor::new(shape, vec![0; 64 * 128 * 64], 1.0).unwrap();
+        let mut bytes = I2S.encode(&t).unwrap();
+        bytes[120_000] = 0x7f;
+        bytes[70_000] = 0x5d;
+        let err = I2S.decode(&bytes, shape).unwrap_err();
+        assert_eq!(
+            err,
+            Error::InvalidCode {
+                layout: "I2_S",
+                offset: 70_000,
                 code: 3
             }
         );

@@ -72,6 +72,20 @@ impl TernaryTensor {
         })
     }
 
+    /// Builds a tensor from codes a decoder has already restricted to {-1, 0, +1}.
+    ///
+    /// Decoders produce codes from 2-bit fields they have validated, so a second pass over
+    /// millions of codes would only cost time. The caller guarantees both invariants.
+    pub(crate) fn from_decoded(shape: Shape, codes: Vec<i8>, scale: f32) -> Self {
+        debug_assert_eq!(Some(codes.len()), shape.numel());
+        debug_assert!(codes.iter().all(|c| (-1..=1).contains(c)));
+        Self {
+            shape,
+            codes,
+            scale,
+        }
+    }
+
     /// Shape (M × K).
     pub fn shape(&self) -> Shape {
         self.shape
