@@ -2,3 +2,8 @@
 
 // Layout codecs against upstream vectors.
 mod layout_i2s;
+
+// Hugging Face checkpoints, tokenizer metadata and synthetic models.
+mod hf_checkpoint;
+mod hf_synth;
+mod hf_vocab;
