@@ -283,4 +283,3 @@ fn sharded_checkpoint_opens_and_index_is_checked() {
     ));
 }
 
-use std::io::Write as _;
