@@ -22,3 +22,7 @@ mod layout_tl;
 mod layout_ref_tiny;
 // Property tests: every codec round-trips on random legal shapes.
 mod layout_props;
+// Hugging Face checkpoints, tokenizer metadata and synthetic models.
+mod hf_checkpoint;
+mod hf_synth;
+mod hf_vocab;
