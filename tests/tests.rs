@@ -26,3 +26,5 @@ mod layout_props;
 mod hf_checkpoint;
 mod hf_synth;
 mod hf_vocab;
+// The LLaMA-3 tokenizer against tiktoken vectors and the ref-tiny reference inputs.
+mod tokenizer;
