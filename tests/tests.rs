@@ -28,3 +28,7 @@ mod hf_synth;
 mod hf_vocab;
 // The LLaMA-3 tokenizer against tiktoken vectors and the ref-tiny reference inputs.
 mod tokenizer;
+// Matmul kernels: upstream kernel vectors, AVX2 == scalar.
+mod kernels_avx2;
+mod kernels_fixtures;
+mod kernels_support;

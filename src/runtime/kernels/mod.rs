@@ -1,1 +1,1115 @@
-//! Matmul kernels per layout, scalar reference beside AVX2 (being built).
+//! Matmul kernels that read layout-native weight bytes directly (zero-copy from the GGUF map).
+//!
+//! Invariant: for every ternary layout the integer accumulators are exact (`Σ t·q` over the int8
+//! activations) and identical between the scalar reference (`scalar.rs`) and the AVX2 kernels
+//! (`avx2.rs`, same function names). The float epilogues are shared code, so I2_S, TL1 and TL2
+//! copies of one weight give bit-identical outputs.
+//!
+//! Structure:
+//! * [`quant`]: the per-token int8 quantizer ([`QuantizedRows`]).
+//! * `lut`: TL1/TL2 lookup tables (`tl1.md` §6.2, `tl2.md` §6.2).
+//! * `scalar` / `avx2`: the kernels, chosen once at run time into a [`KernelTable`].
+//! * [`Kernels`]: the entry point: a kernel table plus a thread pool; validated weight views
+//!   ([`I2sWeights`], [`Tl1Weights`], [`Tl2Weights`], [`Tq2_0Weights`], [`Tq1_0Weights`],
+//!   [`F16Weights`], [`F32Weights`]) go in, `y[token * M + row]` comes out.
+//!
+//! Threading: output rows (whole TL tiles) are split into `threads` equal contiguous ranges run
+//! on a private rayon pool (no pool when `threads == 1`, so single-threaded decode pays no
+//! hand-off). Equal static ranges suit the equal-cost rows of a matmul; a spinning pool for lower
+//! per-call latency is left to the performance issue.
+
+#![allow(non_camel_case_types)]
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+mod lut;
+pub mod quant;
+mod scalar;
+
+pub use lut::{tl1_build_lut, tl1_lut_len, tl2_build_luts, tl2_lut_lens};
+pub use quant::{quantize_row_i2s_rule, quantize_row_lut_rule, QuantRule, QuantizedRows};
+
+use crate::layout::tiling::{Tl1Tiling, Tl2Tiling};
+use crate::layout::Shape;
+use std::sync::Mutex;
+
+/// Why a kernel call was refused. Nothing is computed when an error is returned.
+#[derive(Debug, thiserror::Error, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Error {
+    /// The weight bytes do not have the length the layout needs for the shape.
+    #[error(
+        "{layout}: expected at least {expected} weight bytes for shape {shape}, found {found}"
+    )]
+    WeightBytes {
+        /// Layout name.
+        layout: &'static str,
+        /// Logical weight shape.
+        shape: Shape,
+        /// Minimum length required.
+        expected: usize,
+        /// Length given.
+        found: usize,
+    },
+    /// The shape (or its tiling) breaks a rule of the layout's kernel.
+    #[error("{layout}: shape {shape} cannot be used: {rule}")]
+    IllegalShape {
+        /// Layout name.
+        layout: &'static str,
+        /// Logical weight shape.
+        shape: Shape,
+        /// The rule that fails.
+        rule: String,
+    },
+    /// Activation, weight and output sizes disagree.
+    #[error("{what}: expected {expected}, found {found}")]
+    SizeMismatch {
+        /// Which size.
+        what: &'static str,
+        /// Expected value.
+        expected: usize,
+        /// Value given.
+        found: usize,
+    },
+    /// Activations are not a whole number of rows of length k.
+    #[error("activation length {len} is not a positive multiple of k = {k}")]
+    ActivationLength {
+        /// Number of values given.
+        len: usize,
+        /// Row length.
+        k: usize,
+    },
+    /// The requested instruction set is not available on this CPU.
+    #[error("instruction set {0} is not available on this CPU")]
+    IsaUnavailable(&'static str),
+    /// The thread pool could not be built.
+    #[error("cannot build a thread pool of {threads} threads: {message}")]
+    ThreadPool {
+        /// Requested thread count.
+        threads: usize,
+        /// rayon's message.
+        message: String,
+    },
+}
+
+// ---------------------------------------------------------------------------------------------
+// Weight views: validated, zero-copy.
+
+/// Byte length of an `m × k` matrix with `num/den` bytes per element, checked.
+fn checked_len(layout: &'static str, shape: Shape, num: usize, den: usize) -> Result<usize, Error> {
+    shape
+        .numel()
+        .and_then(|n| n.checked_mul(num))
+        .map(|n| n / den)
+        .ok_or_else(|| Error::IllegalShape {
+            layout,
+            shape,
+            rule: "element count overflows".into(),
+        })
+}
+
+fn need_bytes(
+    layout: &'static str,
+    shape: Shape,
+    bytes: &[u8],
+    expected: usize,
+) -> Result<(), Error> {
+    if bytes.len() < expected {
+        return Err(Error::WeightBytes {
+            layout,
+            shape,
+            expected,
+            found: bytes.len(),
+        });
+    }
+    Ok(())
+}
+
+fn rule(layout: &'static str, shape: Shape, ok: bool, text: &str) -> Result<(), Error> {
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::IllegalShape {
+            layout,
+            shape,
+            rule: text.into(),
+        })
+    }
+}
+
+fn read_f32(bytes: &[u8], at: usize) -> f32 {
+    let mut b = [0u8; 4];
+    b.copy_from_slice(&bytes[at..at + 4]);
+    f32::from_le_bytes(b)
+}
+
+/// An I2_S tensor region (`i2s.md` §3–4): `M*K/4` code bytes then the f32 scale.
+#[derive(Debug, Clone, Copy)]
+pub struct I2sWeights<'a> {
+    codes: &'a [u8],
+    shape: Shape,
+    scale: f32,
+}
+
+impl<'a> I2sWeights<'a> {
+    /// Views `bytes` (the tensor region, at least `M*K/4 + 4` bytes; the 28 trailing tail bytes
+    /// are not read) as an I2_S matrix. K must be a multiple of 128.
+    pub fn new(bytes: &'a [u8], shape: Shape) -> Result<Self, Error> {
+        const L: &str = "I2_S";
+        rule(
+            L,
+            shape,
+            shape.cols % 128 == 0 && shape.cols > 0,
+            "K must be a positive multiple of 128",
+        )?;
+        let n = checked_len(L, shape, 1, 4)?;
+        need_bytes(L, shape, bytes, n + 4)?;
+        Ok(Self {
+            codes: &bytes[..n],
+            shape,
+            scale: read_f32(bytes, n),
+        })
+    }
+
+    /// Logical shape.
+    pub fn shape(&self) -> Shape {
+        self.shape
+    }
+
+    /// Per-tensor scale read from the tail.
+    pub fn scale(&self) -> f32 {
+        self.scale
+    }
+}
+
+/// A TL1 tensor region (`tl1.md` §3, §5) with the tiling it was written with.
+#[derive(Debug, Clone, Copy)]
+pub struct Tl1Weights<'a> {
+    bytes: &'a [u8],
+    shape: Shape,
+    tiling: Tl1Tiling,
+    scale: f32,
+}
+
+impl<'a> Tl1Weights<'a> {
+    /// Views `bytes` (at least `M*K/4 + 4`: codes then the f32 scale slot) as TL1 data written
+    /// with `tiling`. Checks every rule of `tl1.md` §4 except the upstream-only BK ≤ 256 (these
+    /// kernels widen to i32 often enough to be exact for any BK).
+    pub fn new(bytes: &'a [u8], shape: Shape, tiling: Tl1Tiling) -> Result<Self, Error> {
+        const L: &str = "TL1";
+        let Tl1Tiling {
+            tile_rows: bm_tile,
+            block_k: bk,
+            simd_rows: bm,
+        } = tiling;
+        rule(
+            L,
+            shape,
+            bm == 32 || bm == 64,
+            "simd_rows (bm) must be 32 or 64",
+        )?;
+        rule(
+            L,
+            shape,
+            bm_tile > 0 && bm_tile % bm == 0,
+            "tile_rows (BM) must be a positive multiple of bm",
+        )?;
+        rule(
+            L,
+            shape,
+            shape.rows % bm_tile == 0 && shape.rows > 0,
+            "M must be a positive multiple of BM",
+        )?;
+        rule(
+            L,
+            shape,
+            bk > 0 && bk % (256 / bm) == 0,
+            "BK must be a positive multiple of 256/bm",
+        )?;
+        rule(
+            L,
+            shape,
+            shape.cols % bk == 0 && shape.cols > 0,
+            "K must be a positive multiple of BK",
+        )?;
+        rule(L, shape, shape.cols % 16 == 0, "K must be a multiple of 16")?;
+        let n = checked_len(L, shape, 1, 4)?;
+        need_bytes(L, shape, bytes, n + 4)?;
+        Ok(Self {
+            bytes: &bytes[..n],
+            shape,
+            tiling,
+            scale: read_f32(bytes, n),
+        })
+    }
+
+    /// Logical shape.
+    pub fn shape(&self) -> Shape {
+        self.shape
+    }
+
+    /// Per-tensor scale read from the slot after the codes.
+    pub fn scale(&self) -> f32 {
+        self.scale
+    }
+}
+
+/// TL2 payload length `L(M, K)` (`tl2.md` §3, Python floor division), or `None` on overflow.
+pub fn tl2_payload_len(shape: Shape) -> Option<usize> {
+    let m = i128::try_from(shape.rows).ok()?;
+    let k = i128::try_from(shape.cols).ok()?;
+    let a = ((k - 256) * m).div_euclid(3) * 5;
+    let l = a.div_euclid(8) + (256 * m).div_euclid(2) * 4 / 8;
+    usize::try_from(l).ok()
+}
+
+/// A TL2 tensor region (`tl2.md` §3, §5) with the tiling it was written with.
+#[derive(Debug, Clone, Copy)]
+pub struct Tl2Weights<'a> {
+    three: &'a [u8],
+    signs: &'a [u8],
+    two: &'a [u8],
+    shape: Shape,
+    tiling: Tl2Tiling,
+    three_k: usize,
+    scale: f32,
+}
+
+impl<'a> Tl2Weights<'a> {
+    /// Views `bytes` (at least `pad32(L(M,K)) + 4`) as TL2 data written with `tiling`; the
+    /// scale is read at `pad32(L)`. Checks `tl2.md` §4 except the upstream-only BK ≤ 240.
+    pub fn new(bytes: &'a [u8], shape: Shape, tiling: Tl2Tiling) -> Result<Self, Error> {
+        const L: &str = "TL2";
+        let Tl2Tiling {
+            tile_rows: bm_tile,
+            block_k: bk,
+        } = tiling;
+        rule(
+            L,
+            shape,
+            bm_tile > 0 && bm_tile % 32 == 0,
+            "tile_rows (BM) must be a positive multiple of 32",
+        )?;
+        rule(
+            L,
+            shape,
+            shape.rows % bm_tile == 0 && shape.rows > 0,
+            "M must be a positive multiple of BM",
+        )?;
+        rule(
+            L,
+            shape,
+            bk > 0 && bk % 24 == 0,
+            "BK must be a positive multiple of 24",
+        )?;
+        let three_k = shape.cols / bk * bk;
+        let two_k = shape.cols - three_k;
+        rule(
+            L,
+            shape,
+            two_k % 32 == 0,
+            "K mod BK must be a multiple of 32",
+        )?;
+        rule(
+            L,
+            shape,
+            two_k <= 256,
+            "K mod BK must not exceed 256 (the size formula goes negative)",
+        )?;
+        let too_big = || Error::IllegalShape {
+            layout: L,
+            shape,
+            rule: "size overflows".into(),
+        };
+        let payload = tl2_payload_len(shape).ok_or_else(too_big)?;
+        let m = shape.rows;
+        let a = m.checked_mul(three_k).ok_or_else(too_big)? / 6;
+        let b = m * three_k / 24;
+        let c = m.checked_mul(two_k).ok_or_else(too_big)? / 4;
+        rule(
+            L,
+            shape,
+            a + b + c <= payload,
+            "data does not fit the payload formula",
+        )?;
+        let slot = payload.div_ceil(32) * 32;
+        need_bytes(L, shape, bytes, slot + 4)?;
+        Ok(Self {
+            three: &bytes[..a],
+            signs: &bytes[a..a + b],
+            two: &bytes[a + b..a + b + c],
+            shape,
+            tiling,
+            three_k,
+            scale: read_f32(bytes, slot),
+        })
+    }
+
+    /// Logical shape.
+    pub fn shape(&self) -> Shape {
+        self.shape
+    }
+
+    /// Per-tensor scale read from the slot after the padded payload.
+    pub fn scale(&self) -> f32 {
+        self.scale
+    }
+
+    /// Width of the three-weight part, `floor(K / BK) * BK`.
+    pub fn three_k(&self) -> usize {
+        self.three_k
+    }
+}
+
+/// Shared check for the ggml 256-value block formats.
+fn block_view<'a>(
+    layout: &'static str,
+    bytes: &'a [u8],
+    shape: Shape,
+    block_bytes: usize,
+) -> Result<&'a [u8], Error> {
+    rule(
+        layout,
+        shape,
+        shape.cols % 256 == 0 && shape.cols > 0,
+        "K must be a positive multiple of 256",
+    )?;
+    let n = checked_len(layout, shape, block_bytes, 256)?;
+    need_bytes(layout, shape, bytes, n)?;
+    Ok(&bytes[..n])
+}
+
+/// A TQ2_0 tensor (ggml `block_tq2_0`: `qs[64]` + f16 `d` per 256 values, 66 bytes).
+#[derive(Debug, Clone, Copy)]
+pub struct Tq2_0Weights<'a> {
+    bytes: &'a [u8],
+    shape: Shape,
+}
+
+impl<'a> Tq2_0Weights<'a> {
+    /// Views `bytes` (at least `M*K/256*66`) as TQ2_0; K must be a multiple of 256.
+    pub fn new(bytes: &'a [u8], shape: Shape) -> Result<Self, Error> {
+        Ok(Self {
+            bytes: block_view("TQ2_0", bytes, shape, 66)?,
+            shape,
+        })
+    }
+
+    /// Logical shape.
+    pub fn shape(&self) -> Shape {
+        self.shape
+    }
+}
+
+/// A TQ1_0 tensor (ggml `block_tq1_0`: `qs[48]`, `qh[4]`, f16 `d` per 256 values, 54 bytes).
+#[derive(Debug, Clone, Copy)]
+pub struct Tq1_0Weights<'a> {
+    bytes: &'a [u8],
+    shape: Shape,
+}
+
+impl<'a> Tq1_0Weights<'a> {
+    /// Views `bytes` (at least `M*K/256*54`) as TQ1_0; K must be a multiple of 256.
+    pub fn new(bytes: &'a [u8], shape: Shape) -> Result<Self, Error> {
+        Ok(Self {
+            bytes: block_view("TQ1_0", bytes, shape, 54)?,
+            shape,
+        })
+    }
+
+    /// Logical shape.
+    pub fn shape(&self) -> Shape {
+        self.shape
+    }
+}
+
+/// A dense F16 matrix (little-endian, row-major, `M*K*2` bytes).
+#[derive(Debug, Clone, Copy)]
+pub struct F16Weights<'a> {
+    bytes: &'a [u8],
+    shape: Shape,
+}
+
+impl<'a> F16Weights<'a> {
+    /// Views `bytes` (at least `M*K*2`) as F16.
+    pub fn new(bytes: &'a [u8], shape: Shape) -> Result<Self, Error> {
+        rule("F16", shape, shape.cols > 0, "K must be positive")?;
+        let n = checked_len("F16", shape, 2, 1)?;
+        need_bytes("F16", shape, bytes, n)?;
+        Ok(Self {
+            bytes: &bytes[..n],
+            shape,
+        })
+    }
+
+    /// Logical shape.
+    pub fn shape(&self) -> Shape {
+        self.shape
+    }
+}
+
+/// A dense F32 matrix (little-endian, row-major, `M*K*4` bytes).
+#[derive(Debug, Clone, Copy)]
+pub struct F32Weights<'a> {
+    bytes: &'a [u8],
+    shape: Shape,
+}
+
+impl<'a> F32Weights<'a> {
+    /// Views `bytes` (at least `M*K*4`) as F32.
+    pub fn new(bytes: &'a [u8], shape: Shape) -> Result<Self, Error> {
+        rule("F32", shape, shape.cols > 0, "K must be positive")?;
+        let n = checked_len("F32", shape, 4, 1)?;
+        need_bytes("F32", shape, bytes, n)?;
+        Ok(Self {
+            bytes: &bytes[..n],
+            shape,
+        })
+    }
+
+    /// Logical shape.
+    pub fn shape(&self) -> Shape {
+        self.shape
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Kernel table.
+
+/// One TL1 tile as the kernels see it: `tile_rows * k / 4` bytes in stored order.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Tl1Tile<'a> {
+    pub bytes: &'a [u8],
+    pub k: usize,
+    pub tile_rows: usize,
+    pub block_k: usize,
+    pub simd_rows: usize,
+}
+
+/// One TL2 tile: its slices of sections A (index), B (signs) and C (two-part index).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Tl2Tile<'a> {
+    pub three: &'a [u8],
+    pub signs: &'a [u8],
+    pub two: &'a [u8],
+    pub tile_rows: usize,
+    pub block_k: usize,
+    pub three_k: usize,
+    pub two_k: usize,
+}
+
+/// Instruction set of a kernel table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isa {
+    /// Portable scalar reference.
+    Scalar,
+    /// AVX2 + FMA + F16C.
+    Avx2,
+}
+
+impl Isa {
+    /// Display name (`"scalar"`, `"avx2"`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Scalar => "scalar",
+            Isa::Avx2 => "avx2",
+        }
+    }
+
+    /// Whether this CPU can run kernels of this ISA. The one place features are detected.
+    pub fn available(self) -> bool {
+        match self {
+            Isa::Scalar => true,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => {
+                std::is_x86_feature_detected!("avx2")
+                    && std::is_x86_feature_detected!("fma")
+                    && std::is_x86_feature_detected!("f16c")
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            Isa::Avx2 => false,
+        }
+    }
+
+    /// The best ISA this CPU supports.
+    pub fn detect() -> Isa {
+        if Isa::Avx2.available() {
+            Isa::Avx2
+        } else {
+            Isa::Scalar
+        }
+    }
+}
+
+type I2sDotRows = fn(&[u8], usize, &[i8], usize, &mut [i32]);
+type Tl1TileFn = fn(Tl1Tile<'_>, &[u8], &mut [i32]);
+type Tl2TileFn = fn(Tl2Tile<'_>, &[u8], &[u8], &mut [i32]);
+type BlockRowFn = fn(&[u8], &[i8], &mut [i32]);
+type DenseRowsFn = fn(&[u8], &[f32], &mut [f32]);
+
+/// The kernels of one ISA, as function pointers (chosen once, no per-call feature tests).
+#[derive(Debug, Clone, Copy)]
+pub struct KernelTable {
+    isa: Isa,
+    i2s_dot_rows: I2sDotRows,
+    tl1_tile: Tl1TileFn,
+    tl2_tile: Tl2TileFn,
+    tq2_0_row: BlockRowFn,
+    tq1_0_row: BlockRowFn,
+    f16_rows: DenseRowsFn,
+    f32_rows: DenseRowsFn,
+}
+
+const SCALAR: KernelTable = KernelTable {
+    isa: Isa::Scalar,
+    i2s_dot_rows: scalar::i2s_dot_rows,
+    tl1_tile: scalar::tl1_tile,
+    tl2_tile: scalar::tl2_tile,
+    tq2_0_row: scalar::tq2_0_row,
+    tq1_0_row: scalar::tq1_0_row,
+    f16_rows: scalar::f16_rows,
+    f32_rows: scalar::f32_rows,
+};
+
+#[cfg(target_arch = "x86_64")]
+const AVX2: KernelTable = KernelTable {
+    isa: Isa::Avx2,
+    i2s_dot_rows: avx2::i2s_dot_rows,
+    tl1_tile: avx2::tl1_tile,
+    tl2_tile: avx2::tl2_tile,
+    tq2_0_row: avx2::tq2_0_row,
+    tq1_0_row: avx2::tq1_0_row,
+    f16_rows: avx2::f16_rows,
+    f32_rows: avx2::f32_rows,
+};
+
+impl KernelTable {
+    /// The table for `isa`, or an error if this CPU lacks it.
+    pub fn for_isa(isa: Isa) -> Result<&'static KernelTable, Error> {
+        match isa {
+            Isa::Scalar => Ok(&SCALAR),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 if isa.available() => Ok(&AVX2),
+            Isa::Avx2 => Err(Error::IsaUnavailable("avx2+fma+f16c")),
+        }
+    }
+
+    /// ISA of this table.
+    pub fn isa(&self) -> Isa {
+        self.isa
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parallel output.
+
+/// A raw output pointer shared by tasks that write disjoint index sets.
+#[derive(Clone, Copy)]
+struct SharedOut<T> {
+    ptr: *mut T,
+    len: usize,
+}
+
+// SAFETY: a `SharedOut` is only created from a `&mut [T]` that outlives the parallel section,
+// and every task writes an index set disjoint from all others (its own rows).
+unsafe impl<T: Send> Send for SharedOut<T> {}
+// SAFETY: as above; no two tasks touch the same element.
+unsafe impl<T: Send> Sync for SharedOut<T> {}
+
+impl<T> SharedOut<T> {
+    fn new(out: &mut [T]) -> Self {
+        Self {
+            ptr: out.as_mut_ptr(),
+            len: out.len(),
+        }
+    }
+
+    /// Writes `value` at `index`.
+    ///
+    /// # Safety
+    /// No other task may write `index` concurrently.
+    #[inline]
+    unsafe fn write(self, index: usize, value: T) {
+        assert!(index < self.len, "output index out of range");
+        // SAFETY: in bounds (checked above); exclusivity is the caller's contract.
+        unsafe { self.ptr.add(index).write(value) }
+    }
+}
+
+/// How many activation rows the TL kernels handle per pass (LUTs of all of them stay cached
+/// while each tile's weights are reused across them).
+const TL_TOKEN_GROUP: usize = 8;
+
+/// Kernel table + thread pool: the entry point of every matmul. `y` is token-major:
+/// `y[t * M + r]` for activation row t and weight row r.
+#[derive(Debug)]
+pub struct Kernels {
+    table: &'static KernelTable,
+    threads: usize,
+    pool: Option<rayon::ThreadPool>,
+    lut_scratch: Mutex<Vec<u8>>,
+}
+
+impl Kernels {
+    /// Kernels for `isa` (`None`: the best available) on `threads` threads (0 is taken as 1).
+    pub fn new(threads: usize, isa: Option<Isa>) -> Result<Self, Error> {
+        let table = KernelTable::for_isa(isa.unwrap_or_else(Isa::detect))?;
+        let threads = threads.max(1);
+        let pool = if threads > 1 {
+            Some(
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .thread_name(|i| format!("bitnet-kernel-{i}"))
+                    .build()
+                    .map_err(|e| Error::ThreadPool {
+                        threads,
+                        message: e.to_string(),
+                    })?,
+            )
+        } else {
+            None
+        };
+        Ok(Self {
+            table,
+            threads,
+            pool,
+            lut_scratch: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The ISA of the kernels in use.
+    pub fn isa(&self) -> Isa {
+        self.table.isa
+    }
+
+    /// Number of threads.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// Runs `f(start, end)` over `threads` contiguous ranges of `0..units`.
+    fn split<F: Fn(usize, usize) + Sync>(&self, units: usize, f: F) {
+        let parts = self.threads.min(units);
+        match &self.pool {
+            Some(pool) if parts > 1 => pool.scope(|s| {
+                let f = &f;
+                for i in 0..parts {
+                    s.spawn(move |_| f(units * i / parts, units * (i + 1) / parts));
+                }
+            }),
+            _ => f(0, units),
+        }
+    }
+
+    fn check_q(&self, k: usize, x: &QuantizedRows, m: usize, y_len: usize) -> Result<(), Error> {
+        if x.k() != k {
+            return Err(Error::SizeMismatch {
+                what: "activation row length (K)",
+                expected: k,
+                found: x.k(),
+            });
+        }
+        let want = x.rows() * m;
+        if y_len != want {
+            return Err(Error::SizeMismatch {
+                what: "output length (tokens × M)",
+                expected: want,
+                found: y_len,
+            });
+        }
+        Ok(())
+    }
+
+    /// I2_S raw accumulators `R = Σ code·q` (codes 0..2), `raw[t * M + r]`; what upstream's dot
+    /// kernel returns (`i2s.md` §7 step 2).
+    pub fn i2s_raw(
+        &self,
+        w: &I2sWeights<'_>,
+        x: &QuantizedRows,
+        raw: &mut [i32],
+    ) -> Result<(), Error> {
+        self.i2s_run(w, x, raw.len(), SharedOut::new(raw), |r, _| r)
+    }
+
+    /// I2_S matmul: `y[t*M + r] = ((R − Σq) / sa) * scale` in f32, in that order (`i2s.md` §7).
+    pub fn i2s(&self, w: &I2sWeights<'_>, x: &QuantizedRows, y: &mut [f32]) -> Result<(), Error> {
+        let scale = w.scale;
+        let (sums, scales) = (x.sums(), x.scales());
+        self.i2s_run(w, x, y.len(), SharedOut::new(y), move |raw, t| {
+            ((raw - sums[t]) as f32 / scales[t]) * scale
+        })
+    }
+
+    fn i2s_run<T: Send + Copy>(
+        &self,
+        w: &I2sWeights<'_>,
+        x: &QuantizedRows,
+        out_len: usize,
+        out: SharedOut<T>,
+        emit: impl Fn(i32, usize) -> T + Sync,
+    ) -> Result<(), Error> {
+        let (m, k) = (w.shape.rows, w.shape.cols);
+        self.check_q(k, x, m, out_len)?;
+        let ntok = x.rows();
+        let kernel = self.table.i2s_dot_rows;
+        // Units of 4 rows keep the AVX2 kernel on its 4-row path.
+        let units = m.div_ceil(4);
+        self.split(units, |u0, u1| {
+            const SUB: usize = 32;
+            let (r0, r1) = (u0 * 4, (u1 * 4).min(m));
+            let mut buf = vec![0i32; SUB * ntok];
+            let mut r = r0;
+            while r < r1 {
+                let n = SUB.min(r1 - r);
+                let acc = &mut buf[..n * ntok];
+                kernel(
+                    &w.codes[r * k / 4..(r + n) * k / 4],
+                    k,
+                    x.values(),
+                    ntok,
+                    acc,
+                );
+                for i in 0..n {
+                    for t in 0..ntok {
+                        let v = emit(acc[i * ntok + t], t);
+                        // SAFETY: rows r..r+n belong to this task only.
+                        unsafe { out.write(t * m + r + i, v) };
+                    }
+                }
+                r += n;
+            }
+        });
+        Ok(())
+    }
+
+    /// TL1 exact dot products `Σ_k w[m][k]·q[k]`, `dot[t*M + m]`.
+    pub fn tl1_dot(
+        &self,
+        w: &Tl1Weights<'_>,
+        x: &QuantizedRows,
+        dot: &mut [i32],
+    ) -> Result<(), Error> {
+        self.tl1_run(w, x, dot.len(), SharedOut::new(dot), |d, _| d)
+    }
+
+    /// TL1 matmul (`tl1.md` §6): `y = float32(float32(dot) / scale_t) * weight_scale`; with
+    /// [`QuantRule::I2s`] activations this equals [`Kernels::i2s`] on the same weights.
+    pub fn tl1(&self, w: &Tl1Weights<'_>, x: &QuantizedRows, y: &mut [f32]) -> Result<(), Error> {
+        let (scale, scales) = (w.scale, x.scales());
+        self.tl1_run(w, x, y.len(), SharedOut::new(y), move |d, t| {
+            (d as f32 / scales[t]) * scale
+        })
+    }
+
+    fn tl1_run<T: Send + Copy>(
+        &self,
+        w: &Tl1Weights<'_>,
+        x: &QuantizedRows,
+        out_len: usize,
+        out: SharedOut<T>,
+        emit: impl Fn(i32, usize) -> T + Sync,
+    ) -> Result<(), Error> {
+        let (m, k) = (w.shape.rows, w.shape.cols);
+        self.check_q(k, x, m, out_len)?;
+        let lut_len = tl1_lut_len(k);
+        let bm_tile = w.tiling.tile_rows;
+        let tile_bytes = bm_tile * k / 4;
+        let kernel = self.table.tl1_tile;
+        let mut scratch = self.lut_scratch.lock().unwrap_or_else(|e| e.into_inner());
+        for t0 in (0..x.rows()).step_by(TL_TOKEN_GROUP) {
+            let nt = TL_TOKEN_GROUP.min(x.rows() - t0);
+            scratch.resize(nt * lut_len, 0);
+            for (i, lut) in scratch.chunks_exact_mut(lut_len).enumerate() {
+                tl1_build_lut(x.row(t0 + i), lut);
+            }
+            let luts: &[u8] = &scratch;
+            self.split(m / bm_tile, |a, b| {
+                let mut dots = vec![0i32; bm_tile];
+                for tile in a..b {
+                    let view = Tl1Tile {
+                        bytes: &w.bytes[tile * tile_bytes..(tile + 1) * tile_bytes],
+                        k,
+                        tile_rows: bm_tile,
+                        block_k: w.tiling.block_k,
+                        simd_rows: w.tiling.simd_rows,
+                    };
+                    for (i, lut) in luts.chunks_exact(lut_len).enumerate() {
+                        kernel(view, lut, &mut dots);
+                        let t = t0 + i;
+                        for (r, &d) in dots.iter().enumerate() {
+                            // SAFETY: this task owns the rows of its tiles.
+                            unsafe { out.write(t * m + tile * bm_tile + r, emit(d, t)) };
+                        }
+                    }
+                }
+            });
+        }
+        Ok(())
+    }
+
+    /// TL2 exact dot products, `dot[t*M + m]`.
+    pub fn tl2_dot(
+        &self,
+        w: &Tl2Weights<'_>,
+        x: &QuantizedRows,
+        dot: &mut [i32],
+    ) -> Result<(), Error> {
+        self.tl2_run(w, x, dot.len(), SharedOut::new(dot), |d, _| d)
+    }
+
+    /// TL2 matmul (`tl2.md` §6.4): `y = float32(float32(dot) / scale_t) * weight_scale`.
+    pub fn tl2(&self, w: &Tl2Weights<'_>, x: &QuantizedRows, y: &mut [f32]) -> Result<(), Error> {
+        let (scale, scales) = (w.scale, x.scales());
+        self.tl2_run(w, x, y.len(), SharedOut::new(y), move |d, t| {
+            (d as f32 / scales[t]) * scale
+        })
+    }
+
+    fn tl2_run<T: Send + Copy>(
+        &self,
+        w: &Tl2Weights<'_>,
+        x: &QuantizedRows,
+        out_len: usize,
+        out: SharedOut<T>,
+        emit: impl Fn(i32, usize) -> T + Sync,
+    ) -> Result<(), Error> {
+        let (m, k) = (w.shape.rows, w.shape.cols);
+        self.check_q(k, x, m, out_len)?;
+        let three_k = w.three_k;
+        let two_k = k - three_k;
+        let (len3, len2) = tl2_lut_lens(three_k, two_k);
+        let lut_len = len3 + len2;
+        let bm_tile = w.tiling.tile_rows;
+        let tiles = m / bm_tile;
+        let kernel = self.table.tl2_tile;
+        let mut scratch = self.lut_scratch.lock().unwrap_or_else(|e| e.into_inner());
+        for t0 in (0..x.rows()).step_by(TL_TOKEN_GROUP) {
+            let nt = TL_TOKEN_GROUP.min(x.rows() - t0);
+            scratch.resize(nt * lut_len, 0);
+            for (i, lut) in scratch.chunks_exact_mut(lut_len).enumerate() {
+                let (lut3, lut2) = lut.split_at_mut(len3);
+                tl2_build_luts(x.row(t0 + i), three_k, lut3, lut2);
+            }
+            let luts: &[u8] = &scratch;
+            self.split(tiles, |a, b| {
+                let mut dots = vec![0i32; bm_tile];
+                let (a_len, b_len, c_len) = (
+                    w.three.len() / tiles,
+                    w.signs.len() / tiles,
+                    w.two.len() / tiles,
+                );
+                for tile in a..b {
+                    let view = Tl2Tile {
+                        three: &w.three[tile * a_len..(tile + 1) * a_len],
+                        signs: &w.signs[tile * b_len..(tile + 1) * b_len],
+                        two: &w.two[tile * c_len..(tile + 1) * c_len],
+                        tile_rows: bm_tile,
+                        block_k: w.tiling.block_k,
+                        three_k,
+                        two_k,
+                    };
+                    for (i, lut) in luts.chunks_exact(lut_len).enumerate() {
+                        let (lut3, lut2) = lut.split_at(len3);
+                        kernel(view, lut3, lut2, &mut dots);
+                        let t = t0 + i;
+                        for (r, &d) in dots.iter().enumerate() {
+                            // SAFETY: this task owns the rows of its tiles.
+                            unsafe { out.write(t * m + tile * bm_tile + r, emit(d, t)) };
+                        }
+                    }
+                }
+            });
+        }
+        Ok(())
+    }
+
+    /// TQ2_0 per-block exact dots `Σ t·q` over each 256-value block,
+    /// `dot[(t*M + r) * (K/256) + b]`.
+    pub fn tq2_0_dot(
+        &self,
+        w: &Tq2_0Weights<'_>,
+        x: &QuantizedRows,
+        dot: &mut [i32],
+    ) -> Result<(), Error> {
+        self.tq_dot(w.bytes, w.shape, 66, self.table.tq2_0_row, x, dot)
+    }
+
+    /// TQ2_0 matmul. Per row, consecutive blocks with the same f16 `d` form a run:
+    /// `y = Σ_runs float32(float32(Σ_run t·q) / sa) * d` in f32. A file whose blocks all carry
+    /// one `d` therefore gives exactly the I2_S formula with `scale = d`.
+    pub fn tq2_0(
+        &self,
+        w: &Tq2_0Weights<'_>,
+        x: &QuantizedRows,
+        y: &mut [f32],
+    ) -> Result<(), Error> {
+        self.tq_matmul(w.bytes, w.shape, 66, 64, self.table.tq2_0_row, x, y)
+    }
+
+    /// TQ1_0 per-block exact dots, laid out as [`Kernels::tq2_0_dot`].
+    pub fn tq1_0_dot(
+        &self,
+        w: &Tq1_0Weights<'_>,
+        x: &QuantizedRows,
+        dot: &mut [i32],
+    ) -> Result<(), Error> {
+        self.tq_dot(w.bytes, w.shape, 54, self.table.tq1_0_row, x, dot)
+    }
+
+    /// TQ1_0 matmul, epilogue as [`Kernels::tq2_0`].
+    pub fn tq1_0(
+        &self,
+        w: &Tq1_0Weights<'_>,
+        x: &QuantizedRows,
+        y: &mut [f32],
+    ) -> Result<(), Error> {
+        self.tq_matmul(w.bytes, w.shape, 54, 52, self.table.tq1_0_row, x, y)
+    }
+
+    fn tq_dot(
+        &self,
+        bytes: &[u8],
+        shape: Shape,
+        block_bytes: usize,
+        kernel: BlockRowFn,
+        x: &QuantizedRows,
+        dot: &mut [i32],
+    ) -> Result<(), Error> {
+        let (m, k) = (shape.rows, shape.cols);
+        let nb = k / 256;
+        self.check_q(k, x, m * nb, dot.len())?;
+        let qsums = block_sums(x);
+        let row_bytes = nb * block_bytes;
+        let out = SharedOut::new(dot);
+        self.split(m, |a, b| {
+            let mut raw = vec![0i32; nb];
+            for r in a..b {
+                for t in 0..x.rows() {
+                    kernel(
+                        &bytes[r * row_bytes..(r + 1) * row_bytes],
+                        x.row(t),
+                        &mut raw,
+                    );
+                    for (i, &v) in raw.iter().enumerate() {
+                        // SAFETY: row r belongs to this task.
+                        unsafe { out.write((t * m + r) * nb + i, v - qsums[t * nb + i]) };
+                    }
+                }
+            }
+        });
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn tq_matmul(
+        &self,
+        bytes: &[u8],
+        shape: Shape,
+        block_bytes: usize,
+        d_offset: usize,
+        kernel: BlockRowFn,
+        x: &QuantizedRows,
+        y: &mut [f32],
+    ) -> Result<(), Error> {
+        let (m, k) = (shape.rows, shape.cols);
+        self.check_q(k, x, m, y.len())?;
+        let nb = k / 256;
+        let qsums = block_sums(x);
+        let row_bytes = nb * block_bytes;
+        let out = SharedOut::new(y);
+        let scales = x.scales();
+        self.split(m, |a, b| {
+            let mut raw = vec![0i32; nb];
+            for r in a..b {
+                let row = &bytes[r * row_bytes..(r + 1) * row_bytes];
+                for t in 0..x.rows() {
+                    kernel(row, x.row(t), &mut raw);
+                    let mut acc = 0.0f32;
+                    let mut run_sum = 0i32;
+                    let mut run_d: Option<u16> = None;
+                    for (i, &v) in raw.iter().enumerate() {
+                        let o = i * block_bytes + d_offset;
+                        let d = u16::from_le_bytes([row[o], row[o + 1]]);
+                        if run_d.is_some_and(|rd| rd != d) {
+                            acc += tq_run(run_sum, scales[t], run_d);
+                            run_sum = 0;
+                        }
+                        run_d = Some(d);
+                        run_sum += v - qsums[t * nb + i];
+                    }
+                    acc += tq_run(run_sum, scales[t], run_d);
+                    // SAFETY: row r belongs to this task.
+                    unsafe { out.write(t * m + r, acc) };
+                }
+            }
+        });
+        Ok(())
+    }
+
+    /// F16 matmul with f32 activations: `y[t*M + r] = Σ_k f16(w[r][k]) · x[t*K + k]`, f32
+    /// accumulation (AVX2: F16C + FMA, 8-lane partial sums, so it differs from the in-order
+    /// scalar sum by rounding only).
+    pub fn f16(&self, w: &F16Weights<'_>, x: &[f32], y: &mut [f32]) -> Result<(), Error> {
+        self.dense(w.bytes, w.shape, 2, self.table.f16_rows, x, y)
+    }
+
+    /// F32 matmul, as [`Kernels::f16`].
+    pub fn f32(&self, w: &F32Weights<'_>, x: &[f32], y: &mut [f32]) -> Result<(), Error> {
+        self.dense(w.bytes, w.shape, 4, self.table.f32_rows, x, y)
+    }
+
+    fn dense(
+        &self,
+        bytes: &[u8],
+        shape: Shape,
+        elem: usize,
+        kernel: DenseRowsFn,
+        x: &[f32],
+        y: &mut [f32],
+    ) -> Result<(), Error> {
+        let (m, k) = (shape.rows, shape.cols);
+        if x.len() % k != 0 {
+            return Err(Error::ActivationLength { len: x.len(), k });
+        }
+        let ntok = x.len() / k;
+        if y.len() != ntok * m {
+            return Err(Error::SizeMismatch {
+                what: "output length (tokens × M)",
+                expected: ntok * m,
+                found: y.len(),
+            });
+        }
+        let out = SharedOut::new(y);
+        // Units of 16 rows: the lm_head has 128256 rows, plenty to balance.
+        let units = m.div_ceil(16);
+        self.split(units, |a, b| {
+            let (r0, r1) = (a * 16, (b * 16).min(m));
+            let mut buf = vec![0f32; r1 - r0];
+            let w = &bytes[r0 * k * elem..r1 * k * elem];
+            for (t, xt) in x.chunks_exact(k).enumerate() {
+                kernel(w, xt, &mut buf);
+                for (i, &v) in buf.iter().enumerate() {
+                    // SAFETY: rows r0..r1 belong to this task.
+                    unsafe { out.write(t * m + r0 + i, v) };
+                }
+            }
+        });
+        Ok(())
+    }
+}
+
+/// One run of the TQ epilogue: `float32(float32(sum) / sa) * d`.
+fn tq_run(sum: i32, sa: f32, d: Option<u16>) -> f32 {
+    match d {
+        Some(bits) => (sum as f32 / sa) * half::f16::from_bits(bits).to_f32(),
+        None => 0.0,
+    }
+}
+
+/// Σq per 256-value block of every activation row: `[t * K/256 + b]`.
+fn block_sums(x: &QuantizedRows) -> Vec<i32> {
+    x.values()
+        .chunks_exact(256)
+        .map(|b| b.iter().map(|&v| i32::from(v)).sum())
+        .collect()
+}

@@ -1,0 +1,579 @@
+//! AVX2 kernels, same names and contracts as `scalar.rs`.
+//!
+//! The public (to `kernels`) functions are safe wrappers: they are only reachable through
+//! `KernelTable::for_isa(Isa::Avx2)`, which checks AVX2, FMA and F16C first. Each wrapper asserts
+//! the slice lengths its raw-pointer loop relies on.
+//!
+//! Exactness: I2_S and TQ use `_mm256_maddubs_epi16` of u8 codes (0..3) × i8 activations: a pair
+//! sum is at most 2·3·128 = 768, four or eight of them at most 6144, so the i16 stage never
+//! saturates; every block is widened to i32 (`_mm256_madd_epi16`), unlike upstream's int16 runs.
+//! TL1/TL2 keep int16 partial sums for at most 32 compute blocks (≤ 32·2·384 = 24576) before
+//! widening, whatever the tiling's BK.
+
+use super::{Tl1Tile, Tl2Tile};
+use std::arch::x86_64::*;
+
+// ---------------------------------------------------------------------------------------------
+// Helpers.
+
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn hsum_i32(v: __m256i) -> i32 {
+    let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
+    _mm_cvtsi128_si32(s)
+}
+
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn hsum_f32(v: __m256) -> f32 {
+    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    let s = _mm_add_ss(s, _mm_shuffle_ps::<0b01>(s, s));
+    _mm_cvtss_f32(s)
+}
+
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn load(p: *const u8) -> __m256i {
+    // SAFETY: callers pass pointers with 32 readable bytes.
+    unsafe { _mm256_loadu_si256(p as *const __m256i) }
+}
+
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn load16(p: *const u8) -> __m128i {
+    // SAFETY: callers pass pointers with 16 readable bytes.
+    unsafe { _mm_loadu_si128(p as *const __m128i) }
+}
+
+// ---------------------------------------------------------------------------------------------
+// I2_S.
+
+/// See `scalar::i2s_dot_rows`.
+pub fn i2s_dot_rows(w: &[u8], k: usize, q: &[i8], ntok: usize, out: &mut [i32]) {
+    let nrows = out.len() / ntok.max(1);
+    assert!(k % 128 == 0 && w.len() >= nrows * (k / 4) && q.len() >= ntok * k);
+    // SAFETY: lengths checked above; AVX2 checked when the table was chosen.
+    unsafe { i2s_dot_rows_imp(w, k, q, ntok, out) }
+}
+
+#[target_feature(enable = "avx2")]
+unsafe fn i2s_dot_rows_imp(w: &[u8], k: usize, q: &[i8], ntok: usize, out: &mut [i32]) {
+    let nrows = out.len() / ntok.max(1);
+    let mut r = 0;
+    while r < nrows {
+        // One token: 4 rows share each activation load. Several tokens: each weight row's codes
+        // are unpacked once and used for 4 tokens.
+        let rr = match (ntok >= 4, nrows - r) {
+            (false, n) if n >= 4 => 4,
+            (true, n) if n >= 2 => 2,
+            _ => 1,
+        };
+        let mut t = 0;
+        while t < ntok {
+            let tt = if ntok - t >= 4 { 4 } else { 1 };
+            let at = I2sAt { r, t, ntok, k };
+            // SAFETY: rows r..r+rr and tokens t..t+tt are in range (rr, tt chosen above).
+            unsafe {
+                match (rr, tt) {
+                    (4, 4) | (4, 1) => i2s_tile::<4, 1>(w, q, out, at),
+                    (2, 4) => i2s_tile::<2, 4>(w, q, out, at),
+                    (2, 1) => i2s_tile::<2, 1>(w, q, out, at),
+                    (1, 4) => i2s_tile::<1, 4>(w, q, out, at),
+                    _ => i2s_tile::<1, 1>(w, q, out, at),
+                }
+            }
+            t += if rr == 4 { 1 } else { tt };
+        }
+        r += rr;
+    }
+}
+
+#[derive(Clone, Copy)]
+struct I2sAt {
+    r: usize,
+    t: usize,
+    ntok: usize,
+    k: usize,
+}
+
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn i2s_tile<const R: usize, const T: usize>(w: &[u8], q: &[i8], out: &mut [i32], at: I2sAt) {
+    let I2sAt { r, t, ntok, k } = at;
+    let row_bytes = k / 4;
+    let mask = _mm256_set1_epi8(3);
+    let ones = _mm256_set1_epi16(1);
+    let mut acc = [[_mm256_setzero_si256(); T]; R];
+    let wp = w[r * row_bytes..(r + R) * row_bytes].as_ptr();
+    let qp = q[t * k..(t + T) * k].as_ptr() as *const u8;
+    for b in 0..k / 128 {
+        for (i, acc_r) in acc.iter_mut().enumerate() {
+            // SAFETY: block b of row r+i lies inside the slice taken above.
+            let bytes = unsafe { load(wp.add(i * row_bytes + b * 32)) };
+            let c0 = _mm256_and_si256(_mm256_srli_epi16::<6>(bytes), mask);
+            let c1 = _mm256_and_si256(_mm256_srli_epi16::<4>(bytes), mask);
+            let c2 = _mm256_and_si256(_mm256_srli_epi16::<2>(bytes), mask);
+            let c3 = _mm256_and_si256(bytes, mask);
+            for (j, acc_rt) in acc_r.iter_mut().enumerate() {
+                // SAFETY: activations 0..128 of block b of token t+j are inside the slice.
+                let a = unsafe { qp.add(j * k + b * 128) };
+                let (a0, a1, a2, a3) =
+                    unsafe { (load(a), load(a.add(32)), load(a.add(64)), load(a.add(96))) };
+                let p01 =
+                    _mm256_add_epi16(_mm256_maddubs_epi16(c0, a0), _mm256_maddubs_epi16(c1, a1));
+                let p23 =
+                    _mm256_add_epi16(_mm256_maddubs_epi16(c2, a2), _mm256_maddubs_epi16(c3, a3));
+                let p = _mm256_madd_epi16(_mm256_add_epi16(p01, p23), ones);
+                *acc_rt = _mm256_add_epi32(*acc_rt, p);
+            }
+        }
+    }
+    for (i, acc_r) in acc.iter().enumerate() {
+        for (j, &v) in acc_r.iter().enumerate() {
+            out[(r + i) * ntok + t + j] = unsafe { hsum_i32(v) };
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// TL1 / TL2 table lookups (pshufb on 16-entry byte tables).
+
+/// Looks up the high nibbles of `x` in tables `a` and the low nibbles in tables `b` (each a pair
+/// of low-byte/high-byte halves) and returns the int16 sums for byte positions 0..7 and 8..15 of
+/// each 128-bit lane.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn lookup_pair(
+    x: __m256i,
+    a_lo: __m256i,
+    a_hi: __m256i,
+    b_lo: __m256i,
+    b_hi: __m256i,
+) -> (__m256i, __m256i, __m256i, __m256i) {
+    let low = _mm256_set1_epi8(0x0f);
+    let nh = _mm256_and_si256(_mm256_srli_epi16::<4>(x), low);
+    let nl = _mm256_and_si256(x, low);
+    let (al, ah) = (_mm256_shuffle_epi8(a_lo, nh), _mm256_shuffle_epi8(a_hi, nh));
+    let (bl, bh) = (_mm256_shuffle_epi8(b_lo, nl), _mm256_shuffle_epi8(b_hi, nl));
+    (
+        _mm256_unpacklo_epi8(al, ah),
+        _mm256_unpackhi_epi8(al, ah),
+        _mm256_unpacklo_epi8(bl, bh),
+        _mm256_unpackhi_epi8(bl, bh),
+    )
+}
+
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn widen_lo(v: __m256i) -> __m256i {
+    _mm256_cvtepi16_epi32(_mm256_castsi256_si128(v))
+}
+
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn widen_hi(v: __m256i) -> __m256i {
+    _mm256_cvtepi16_epi32(_mm256_extracti128_si256::<1>(v))
+}
+
+/// See `scalar::tl1_tile`.
+pub fn tl1_tile(tile: Tl1Tile<'_>, lut: &[u8], out: &mut [i32]) {
+    assert!(
+        (tile.simd_rows == 32 || tile.simd_rows == 64)
+            && tile.bytes.len() >= tile.tile_rows * tile.k / 4
+            && lut.len() >= tile.k / 2 * 32
+            && out.len() >= tile.tile_rows
+    );
+    // SAFETY: lengths checked above; AVX2 checked when the table was chosen.
+    unsafe { tl1_tile_imp(tile, lut, out) }
+}
+
+#[target_feature(enable = "avx2")]
+unsafe fn tl1_tile_imp(tile: Tl1Tile<'_>, lut: &[u8], out: &mut [i32]) {
+    let Tl1Tile {
+        bytes,
+        k,
+        tile_rows,
+        block_k,
+        simd_rows,
+    } = tile;
+    let by = 256 / simd_rows;
+    let (nsb, ncb, nkb) = (tile_rows / simd_rows, block_k / by, k / block_k);
+    let lp = lut.as_ptr();
+    // TL1 group of pair p: 16 high bytes at 32p, 16 low bytes at 32p + 16.
+    let halves = |p: usize| unsafe { (load16(lp.add(32 * p + 16)), load16(lp.add(32 * p))) };
+    for sb in 0..nsb {
+        let mut acc32 = [_mm256_setzero_si256(); 8];
+        let mut acc16 = [_mm256_setzero_si256(); 4];
+        let mut pending = 0;
+        let flush = |acc16: &mut [__m256i; 4], acc32: &mut [__m256i; 8]| unsafe {
+            if simd_rows == 32 {
+                // Both lanes hold the same 8 rows (different pairs): add them.
+                for i in 0..4 {
+                    let s = _mm256_add_epi32(widen_lo(acc16[i]), widen_hi(acc16[i]));
+                    acc32[i] = _mm256_add_epi32(acc32[i], s);
+                }
+            } else {
+                // acc16[i]: lane 0 = rows 8i'.., lane 1 = the rows 16 further on.
+                for (i, dst) in [(0, 0), (1, 1), (2, 4), (3, 5)] {
+                    acc32[dst] = _mm256_add_epi32(acc32[dst], widen_lo(acc16[i]));
+                    acc32[dst + 2] = _mm256_add_epi32(acc32[dst + 2], widen_hi(acc16[i]));
+                }
+            }
+            *acc16 = [_mm256_setzero_si256(); 4];
+        };
+        for kb in 0..nkb {
+            let chunk = ((kb * nsb + sb) * ncb) * 64;
+            for cb in 0..ncb {
+                let (a_lo, a_hi, b_lo, b_hi);
+                if simd_rows == 32 {
+                    // Lane 0: pairs P | P+1, lane 1: pairs P+2 | P+3 (same 16 rows).
+                    let p = (kb * block_k + cb * 8) / 2;
+                    let ((l0, h0), (l2, h2)) = (halves(p), halves(p + 2));
+                    let ((l1, h1), (l3, h3)) = (halves(p + 1), halves(p + 3));
+                    a_lo = _mm256_set_m128i(l2, l0);
+                    a_hi = _mm256_set_m128i(h2, h0);
+                    b_lo = _mm256_set_m128i(l3, l1);
+                    b_hi = _mm256_set_m128i(h3, h1);
+                } else {
+                    // All 64 rows use pairs P | P+1.
+                    let p = (kb * block_k + cb * 4) / 2;
+                    let ((l0, h0), (l1, h1)) = (halves(p), halves(p + 1));
+                    a_lo = _mm256_broadcastsi128_si256(l0);
+                    a_hi = _mm256_broadcastsi128_si256(h0);
+                    b_lo = _mm256_broadcastsi128_si256(l1);
+                    b_hi = _mm256_broadcastsi128_si256(h1);
+                }
+                for half in 0..2 {
+                    // SAFETY: compute block (kb, sb, cb) lies inside the tile.
+                    let x = unsafe { load(bytes.as_ptr().add(chunk + cb * 64 + half * 32)) };
+                    let (a0, a1, b0, b1) = unsafe { lookup_pair(x, a_lo, a_hi, b_lo, b_hi) };
+                    let i = half * 2;
+                    acc16[i] = _mm256_add_epi16(acc16[i], _mm256_add_epi16(a0, b0));
+                    acc16[i + 1] = _mm256_add_epi16(acc16[i + 1], _mm256_add_epi16(a1, b1));
+                }
+                pending += 1;
+                if pending == 32 {
+                    flush(&mut acc16, &mut acc32);
+                    pending = 0;
+                }
+            }
+        }
+        flush(&mut acc16, &mut acc32);
+        for (i, v) in acc32.iter().take(simd_rows / 8).enumerate() {
+            let dst = &mut out[sb * simd_rows + i * 8..sb * simd_rows + i * 8 + 8];
+            // SAFETY: 8 i32 fit in `dst`.
+            unsafe { _mm256_storeu_si256(dst.as_mut_ptr() as *mut __m256i, *v) };
+        }
+    }
+}
+
+/// See `scalar::tl2_tile`.
+pub fn tl2_tile(tile: Tl2Tile<'_>, lut3: &[u8], lut2: &[u8], out: &mut [i32]) {
+    let rows = tile.tile_rows;
+    assert!(
+        tile.three.len() >= rows * tile.three_k / 6
+            && tile.signs.len() >= rows * tile.three_k / 24
+            && tile.two.len() >= rows * tile.two_k / 4
+            && lut3.len() >= tile.three_k / 3 * 32
+            && lut2.len() >= tile.two_k / 2 * 32
+            && out.len() >= rows
+            && rows % 32 == 0
+            && tile.block_k % 24 == 0
+    );
+    // SAFETY: lengths checked above; AVX2 checked when the table was chosen.
+    unsafe { tl2_tile_imp(tile, lut3, lut2, out) }
+}
+
+#[target_feature(enable = "avx2")]
+unsafe fn tl2_tile_imp(tile: Tl2Tile<'_>, lut3: &[u8], lut2: &[u8], out: &mut [i32]) {
+    let Tl2Tile {
+        three,
+        signs,
+        two,
+        tile_rows,
+        block_k,
+        three_k,
+        two_k,
+    } = tile;
+    let (nsb, ncb, nsg, nkb) = (tile_rows / 32, block_k / 6, block_k / 24, three_k / block_k);
+    // TL2 group g: 16 low bytes at 32g, 16 high bytes at 32g + 16; same table in both lanes.
+    let table = |lut: &[u8], g: usize| unsafe {
+        let p = lut.as_ptr().add(32 * g);
+        (
+            _mm256_broadcastsi128_si256(load16(p)),
+            _mm256_broadcastsi128_si256(load16(p.add(16))),
+        )
+    };
+    let flush = |acc16: &mut [__m256i; 2], acc32: &mut [__m256i; 4]| unsafe {
+        // acc16[0] = rows 0..15 in order, acc16[1] = rows 16..31 (the R(pos) swizzle's purpose).
+        for i in 0..2 {
+            acc32[2 * i] = _mm256_add_epi32(acc32[2 * i], widen_lo(acc16[i]));
+            acc32[2 * i + 1] = _mm256_add_epi32(acc32[2 * i + 1], widen_hi(acc16[i]));
+        }
+        *acc16 = [_mm256_setzero_si256(); 2];
+    };
+    // All-ones where the sign bit `bit` of each 16-bit word is set.
+    let sign_mask = |w: __m256i, bit: i32| {
+        _mm256_srai_epi16::<15>(_mm256_sll_epi16(w, _mm_cvtsi32_si128(15 - bit)))
+    };
+    let apply = |v: __m256i, s: __m256i| _mm256_xor_si256(_mm256_add_epi16(v, s), s);
+    for sb in 0..nsb {
+        let mut acc32 = [_mm256_setzero_si256(); 4];
+        let mut acc16 = [_mm256_setzero_si256(); 2];
+        let mut pending = 0;
+        for kb in 0..nkb {
+            let idx = ((kb * nsb + sb) * ncb) * 32;
+            let sgn = ((kb * nsb + sb) * nsg) * 32;
+            for sg in 0..nsg {
+                // SAFETY: sign block (kb, sb, sg) lies inside the tile's section B.
+                let words = unsafe { load(signs.as_ptr().add(sgn + sg * 32)) };
+                for c in 0..4 {
+                    let cb = sg * 4 + c;
+                    let t0 = (kb * block_k + cb * 6) / 3;
+                    let ((al, ah), (bl, bh)) = (table(lut3, t0), table(lut3, t0 + 1));
+                    // SAFETY: compute block (kb, sb, cb) lies inside section A.
+                    let x = unsafe { load(three.as_ptr().add(idx + cb * 32)) };
+                    let (a0, a1, b0, b1) = unsafe { lookup_pair(x, al, ah, bl, bh) };
+                    // Triplet i = 2c (high nibble) and 2c + 1 (low nibble) of the sign group:
+                    // rows 0..15 use bit 15 − 2i, rows 16..31 bit 14 − 2i.
+                    let i = 2 * c as i32;
+                    let a0 = apply(a0, sign_mask(words, 15 - 2 * i));
+                    let a1 = apply(a1, sign_mask(words, 14 - 2 * i));
+                    let b0 = apply(b0, sign_mask(words, 13 - 2 * i));
+                    let b1 = apply(b1, sign_mask(words, 12 - 2 * i));
+                    acc16[0] = _mm256_add_epi16(acc16[0], _mm256_add_epi16(a0, b0));
+                    acc16[1] = _mm256_add_epi16(acc16[1], _mm256_add_epi16(a1, b1));
+                    pending += 1;
+                    if pending == 32 {
+                        flush(&mut acc16, &mut acc32);
+                        pending = 0;
+                    }
+                }
+            }
+        }
+        flush(&mut acc16, &mut acc32);
+        for kb in 0..two_k / 32 {
+            let idx = ((kb * nsb + sb) * 8) * 32;
+            for cb in 0..8 {
+                let p0 = kb * 16 + cb * 2;
+                let ((al, ah), (bl, bh)) = (table(lut2, p0), table(lut2, p0 + 1));
+                // SAFETY: compute block (kb, sb, cb) lies inside section C.
+                let x = unsafe { load(two.as_ptr().add(idx + cb * 32)) };
+                let (a0, a1, b0, b1) = unsafe { lookup_pair(x, al, ah, bl, bh) };
+                acc16[0] = _mm256_add_epi16(acc16[0], _mm256_add_epi16(a0, b0));
+                acc16[1] = _mm256_add_epi16(acc16[1], _mm256_add_epi16(a1, b1));
+            }
+            // 8 compute blocks per 32 columns: widen every block.
+            flush(&mut acc16, &mut acc32);
+        }
+        for (i, v) in acc32.iter().enumerate() {
+            let dst = &mut out[sb * 32 + i * 8..sb * 32 + i * 8 + 8];
+            // SAFETY: 8 i32 fit in `dst`.
+            unsafe { _mm256_storeu_si256(dst.as_mut_ptr() as *mut __m256i, *v) };
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// TQ2_0 / TQ1_0.
+
+/// See `scalar::tq2_0_row`.
+pub fn tq2_0_row(row: &[u8], q: &[i8], out: &mut [i32]) {
+    assert!(row.len() >= out.len() * 66 && q.len() >= out.len() * 256);
+    // SAFETY: lengths checked above; AVX2 checked when the table was chosen.
+    unsafe { tq2_0_row_imp(row, q, out) }
+}
+
+#[target_feature(enable = "avx2")]
+unsafe fn tq2_0_row_imp(row: &[u8], q: &[i8], out: &mut [i32]) {
+    let mask = _mm256_set1_epi8(3);
+    let ones = _mm256_set1_epi16(1);
+    for (b, o) in out.iter_mut().enumerate() {
+        let qs = row[b * 66..b * 66 + 64].as_ptr();
+        let a = q[b * 256..(b + 1) * 256].as_ptr() as *const u8;
+        let mut s = _mm256_setzero_si256();
+        for j in [0usize, 32] {
+            // SAFETY: qs has 64 bytes, a has 256.
+            let (x, a) = unsafe { (load(qs.add(j)), a.add(j * 4)) };
+            let c0 = _mm256_and_si256(x, mask);
+            let c1 = _mm256_and_si256(_mm256_srli_epi16::<2>(x), mask);
+            let c2 = _mm256_and_si256(_mm256_srli_epi16::<4>(x), mask);
+            let c3 = _mm256_and_si256(_mm256_srli_epi16::<6>(x), mask);
+            let (a0, a1, a2, a3) =
+                unsafe { (load(a), load(a.add(32)), load(a.add(64)), load(a.add(96))) };
+            s = _mm256_add_epi16(
+                s,
+                _mm256_add_epi16(_mm256_maddubs_epi16(c0, a0), _mm256_maddubs_epi16(c1, a1)),
+            );
+            s = _mm256_add_epi16(
+                s,
+                _mm256_add_epi16(_mm256_maddubs_epi16(c2, a2), _mm256_maddubs_epi16(c3, a3)),
+            );
+        }
+        *o = unsafe { hsum_i32(_mm256_madd_epi16(s, ones)) };
+    }
+}
+
+/// Bytewise `v · mul mod 256` (AVX2 has no 8-bit multiply: even and odd bytes in 16-bit lanes).
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn mul_u8(v: __m256i, mul: __m256i) -> __m256i {
+    let even = _mm256_set1_epi16(0x00ff);
+    let pe = _mm256_and_si256(
+        _mm256_mullo_epi16(_mm256_and_si256(v, even), _mm256_and_si256(mul, even)),
+        even,
+    );
+    let po = _mm256_slli_epi16::<8>(_mm256_mullo_epi16(
+        _mm256_srli_epi16::<8>(v),
+        _mm256_srli_epi16::<8>(mul),
+    ));
+    _mm256_or_si256(pe, po)
+}
+
+/// Leading trit of each byte as a code 0..2: `(q·3) >> 8` = [q ≥ 86] + [q ≥ 171].
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn lead_trit(q: __m256i) -> __m256i {
+    let ge86 = _mm256_cmpeq_epi8(_mm256_max_epu8(q, _mm256_set1_epi8(86)), q);
+    let ge171 = _mm256_cmpeq_epi8(_mm256_max_epu8(q, _mm256_set1_epi8(171u8 as i8)), q);
+    _mm256_sub_epi8(_mm256_setzero_si256(), _mm256_add_epi8(ge86, ge171))
+}
+
+/// See `scalar::tq1_0_row`.
+pub fn tq1_0_row(row: &[u8], q: &[i8], out: &mut [i32]) {
+    assert!(row.len() >= out.len() * 54 && q.len() >= out.len() * 256);
+    // SAFETY: lengths checked above; AVX2 checked when the table was chosen.
+    unsafe { tq1_0_row_imp(row, q, out) }
+}
+
+#[target_feature(enable = "avx2")]
+unsafe fn tq1_0_row_imp(row: &[u8], q: &[i8], out: &mut [i32]) {
+    let ones = _mm256_set1_epi16(1);
+    let pow3 = |n: i8| _mm256_set1_epi8(n);
+    // Multipliers for the two 16-byte halves of the last two vectors.
+    let m01 = _mm256_set_m128i(_mm_set1_epi8(3), _mm_set1_epi8(1));
+    let m23 = _mm256_set_m128i(_mm_set1_epi8(27), _mm_set1_epi8(9));
+    let m_last = _mm256_set_m128i(
+        _mm_setr_epi8(1, 1, 1, 1, 3, 3, 3, 3, 9, 9, 9, 9, 27, 27, 27, 27),
+        _mm_set1_epi8(81),
+    );
+    for (b, o) in out.iter_mut().enumerate() {
+        let blk = &row[b * 54..b * 54 + 54];
+        let a = q[b * 256..(b + 1) * 256].as_ptr() as *const u8;
+        let qh = u32::from_le_bytes([blk[48], blk[49], blk[50], blk[51]]);
+        // SAFETY: blk has 54 bytes (32 + 16 read), a has 256.
+        let (x32, x16) = unsafe { (load(blk.as_ptr()), load16(blk.as_ptr().add(32))) };
+        let x16x2 = _mm256_broadcastsi128_si256(x16);
+        let last = _mm256_set_m128i(_mm_set1_epi32(qh as i32), x16);
+        let vecs = [
+            (x32, pow3(1)),
+            (x32, pow3(3)),
+            (x32, pow3(9)),
+            (x32, pow3(27)),
+            (x32, pow3(81)),
+            (x16x2, m01),
+            (x16x2, m23),
+            (last, m_last),
+        ];
+        let mut s = _mm256_setzero_si256();
+        for (i, (v, m)) in vecs.into_iter().enumerate() {
+            let code = lead_trit(mul_u8(v, m));
+            // SAFETY: i*32 + 32 <= 256.
+            let av = unsafe { load(a.add(i * 32)) };
+            s = _mm256_add_epi16(s, _mm256_maddubs_epi16(code, av));
+        }
+        *o = unsafe { hsum_i32(_mm256_madd_epi16(s, ones)) };
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dense F16 / F32.
+
+/// See `scalar::f16_rows`.
+pub fn f16_rows(w: &[u8], x: &[f32], out: &mut [f32]) {
+    assert!(w.len() >= out.len() * x.len() * 2);
+    // SAFETY: length checked above; AVX2/FMA/F16C checked when the table was chosen.
+    unsafe { dense_rows_imp::<true>(w, x, out) }
+}
+
+/// See `scalar::f32_rows`.
+pub fn f32_rows(w: &[u8], x: &[f32], out: &mut [f32]) {
+    assert!(w.len() >= out.len() * x.len() * 4);
+    // SAFETY: as `f16_rows`.
+    unsafe { dense_rows_imp::<false>(w, x, out) }
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn load8<const F16: bool>(row: *const u8, i: usize) -> __m256 {
+    // SAFETY: callers keep i + 8 within the row.
+    unsafe {
+        if F16 {
+            _mm256_cvtph_ps(load16(row.add(i * 2)))
+        } else {
+            _mm256_loadu_ps(row.add(i * 4) as *const f32)
+        }
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dense_rows_imp<const F16: bool>(w: &[u8], x: &[f32], out: &mut [f32]) {
+    let k = x.len();
+    let elem = if F16 { 2 } else { 4 };
+    let row_bytes = k * elem;
+    let k16 = k / 16 * 16;
+    let xp = x.as_ptr();
+    let tail = |row: &[u8], from: usize| -> f32 {
+        (from..k)
+            .map(|i| {
+                let v = if F16 {
+                    half::f16::from_le_bytes([row[2 * i], row[2 * i + 1]]).to_f32()
+                } else {
+                    f32::from_le_bytes([row[4 * i], row[4 * i + 1], row[4 * i + 2], row[4 * i + 3]])
+                };
+                v * x[i]
+            })
+            .sum()
+    };
+    let mut r = 0;
+    // Four rows at a time share each activation load; two accumulators per row hide FMA latency.
+    while r + 4 <= out.len() {
+        let rows = [0, 1, 2, 3].map(|i| w[(r + i) * row_bytes..(r + i + 1) * row_bytes].as_ptr());
+        let mut acc = [[_mm256_setzero_ps(); 2]; 4];
+        let mut i = 0;
+        while i < k16 {
+            // SAFETY: i + 16 <= k for x and for every row.
+            let (x0, x1) = unsafe { (_mm256_loadu_ps(xp.add(i)), _mm256_loadu_ps(xp.add(i + 8))) };
+            for (a, &p) in acc.iter_mut().zip(&rows) {
+                let (w0, w1) = unsafe { (load8::<F16>(p, i), load8::<F16>(p, i + 8)) };
+                a[0] = _mm256_fmadd_ps(w0, x0, a[0]);
+                a[1] = _mm256_fmadd_ps(w1, x1, a[1]);
+            }
+            i += 16;
+        }
+        for (j, a) in acc.iter().enumerate() {
+            let row = &w[(r + j) * row_bytes..(r + j + 1) * row_bytes];
+            out[r + j] = unsafe { hsum_f32(_mm256_add_ps(a[0], a[1])) } + tail(row, k16);
+        }
+        r += 4;
+    }
+    while r < out.len() {
+        let row = &w[r * row_bytes..(r + 1) * row_bytes];
+        let mut acc = [_mm256_setzero_ps(); 2];
+        let mut i = 0;
+        while i < k16 {
+            // SAFETY: i + 16 <= k.
+            unsafe {
+                let (x0, x1) = (_mm256_loadu_ps(xp.add(i)), _mm256_loadu_ps(xp.add(i + 8)));
+                acc[0] = _mm256_fmadd_ps(load8::<F16>(row.as_ptr(), i), x0, acc[0]);
+                acc[1] = _mm256_fmadd_ps(load8::<F16>(row.as_ptr(), i + 8), x1, acc[1]);
+            }
+            i += 16;
+        }
+        out[r] = unsafe { hsum_f32(_mm256_add_ps(acc[0], acc[1])) } + tail(row, k16);
+        r += 1;
+    }
+}

@@ -1,0 +1,212 @@
+//! Scalar reference kernels: always built, written to follow the specs line by line.
+//!
+//! Every function here has a twin of the same name in `avx2.rs`; both produce identical integer
+//! accumulators. Inputs are validated by the dispatcher (`mod.rs`); slice lengths are the
+//! contract stated on each function.
+
+use super::lut::{tl1_entry, tl2_entry};
+use super::{Tl1Tile, Tl2Tile};
+
+/// I2_S: raw `R = Σ code·q` (codes 0..2, `i2s.md` §7 step 2) for `out.len() / ntok` weight rows
+/// (`k / 4` bytes each, blocks of 128 values in 32 bytes) against `ntok` activation rows of `q`.
+/// `out[row * ntok + token]`.
+pub fn i2s_dot_rows(w: &[u8], k: usize, q: &[i8], ntok: usize, out: &mut [i32]) {
+    let row_bytes = k / 4;
+    for (r, out_row) in out.chunks_exact_mut(ntok).enumerate() {
+        let row = &w[r * row_bytes..(r + 1) * row_bytes];
+        for (t, o) in out_row.iter_mut().enumerate() {
+            let qt = &q[t * k..(t + 1) * k];
+            let mut acc = 0i32;
+            for (bytes, a) in row.chunks_exact(32).zip(qt.chunks_exact(128)) {
+                for (b, &byte) in bytes.iter().enumerate() {
+                    acc += i32::from((byte >> 6) & 3) * i32::from(a[b])
+                        + i32::from((byte >> 4) & 3) * i32::from(a[b + 32])
+                        + i32::from((byte >> 2) & 3) * i32::from(a[b + 64])
+                        + i32::from(byte & 3) * i32::from(a[b + 96]);
+                }
+            }
+            *o = acc;
+        }
+    }
+}
+
+/// TL1: exact `Σ_k w[m][k]·q[k]` for the `tile_rows` rows of one tile, read in the stored byte
+/// order of `tl1.md` §3 and looked up in the LUT of §6.2. Accumulates in i32 (upstream keeps
+/// int16 per BK block; identical for legal tilings).
+pub fn tl1_tile(tile: Tl1Tile<'_>, lut: &[u8], out: &mut [i32]) {
+    let Tl1Tile {
+        bytes,
+        k,
+        tile_rows,
+        block_k,
+        simd_rows,
+    } = tile;
+    let by = 256 / simd_rows;
+    out[..tile_rows].fill(0);
+    let mut off = 0;
+    for kb in 0..k / block_k {
+        for sb in 0..tile_rows / simd_rows {
+            for cb in 0..block_k / by {
+                for rg in 0..simd_rows / 16 {
+                    for pq in 0..by / 4 {
+                        let p0 = (kb * block_k + cb * by) / 2 + 2 * pq;
+                        for r in 0..16 {
+                            let m = sb * simd_rows + rg * 16 + r;
+                            let byte = bytes[off];
+                            off += 1;
+                            out[m] += i32::from(tl1_entry(lut, p0, byte >> 4))
+                                + i32::from(tl1_entry(lut, p0 + 1, byte & 15));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Row of a 32-row TL2 block stored at byte position `pos` (`tl2.md` §3).
+pub(super) fn tl2_row_of_pos(pos: usize) -> usize {
+    [0, 16, 8, 24][pos / 8] + pos % 8
+}
+
+/// TL2: exact `Σ_k w[m][k]·q[k]` for one tile (`tl2.md` §3, §6.3): three part with sign plane,
+/// then the two part.
+pub fn tl2_tile(tile: Tl2Tile<'_>, lut3: &[u8], lut2: &[u8], out: &mut [i32]) {
+    let bm = 32;
+    let nsb = tile.tile_rows / bm;
+    out[..tile.tile_rows].fill(0);
+    // Section A: index bytes.
+    let mut off = 0;
+    for kb in 0..tile.three_k / tile.block_k {
+        for sb in 0..nsb {
+            for cb in 0..tile.block_k / 6 {
+                let t0 = (kb * tile.block_k + cb * 6) / 3;
+                for pos in 0..32 {
+                    let m = sb * bm + tl2_row_of_pos(pos);
+                    let byte = tile.three[off];
+                    off += 1;
+                    let sign_hi = tl2_sign(tile, m, t0);
+                    let sign_lo = tl2_sign(tile, m, t0 + 1);
+                    let v_hi = i32::from(tl2_entry(lut3, t0, byte >> 4));
+                    let v_lo = i32::from(tl2_entry(lut3, t0 + 1, byte & 15));
+                    out[m] += if sign_hi { -v_hi } else { v_hi };
+                    out[m] += if sign_lo { -v_lo } else { v_lo };
+                }
+            }
+        }
+    }
+    // Section C: the two-weight remainder.
+    let mut off = 0;
+    for kb in 0..tile.two_k / 32 {
+        for sb in 0..nsb {
+            for cb in 0..8 {
+                let p0 = kb * 16 + cb * 2;
+                for pos in 0..32 {
+                    let m = sb * bm + tl2_row_of_pos(pos);
+                    let byte = tile.two[off];
+                    off += 1;
+                    out[m] += i32::from(tl2_entry(lut2, p0, byte >> 4))
+                        + i32::from(tl2_entry(lut2, p0 + 1, byte & 15));
+                }
+            }
+        }
+    }
+}
+
+/// Sign bit of triplet `t` (tile-relative K order) for tile row `m`, from section B.
+fn tl2_sign(tile: Tl2Tile<'_>, m: usize, t: usize) -> bool {
+    let (sb, row) = (m / 32, m % 32);
+    let k = t * 3;
+    let (kb, in_block) = (k / tile.block_k, k % tile.block_k);
+    let (sg, i) = (in_block / 24, (in_block % 24) / 3);
+    let nsb = tile.tile_rows / 32;
+    let block = ((kb * nsb + sb) * (tile.block_k / 24) + sg) * 32;
+    let j = row % 16;
+    let word = u16::from_le_bytes([tile.signs[block + 2 * j], tile.signs[block + 2 * j + 1]]);
+    let bit = if row < 16 { 15 - 2 * i } else { 14 - 2 * i };
+    (word >> bit) & 1 == 1
+}
+
+/// TQ2_0: raw `Σ code·q` per 256-value block (codes 0..2, value = code − 1), for one weight row
+/// of `out.len()` blocks of 66 bytes (`qs[64]` then f16 `d`). Element `j*4 + l*32 + m` of a block
+/// sits in `qs[j + m]` at bit shift `2l`, j ∈ {0, 32} (ggml `dequantize_row_tq2_0`).
+pub fn tq2_0_row(row: &[u8], q: &[i8], out: &mut [i32]) {
+    for ((block, a), o) in row
+        .chunks_exact(66)
+        .zip(q.chunks_exact(256))
+        .zip(out.iter_mut())
+    {
+        let mut acc = 0i32;
+        for j in [0, 32] {
+            for l in 0..4 {
+                for m in 0..32 {
+                    let code = (block[j + m] >> (2 * l)) & 3;
+                    acc += i32::from(code) * i32::from(a[j * 4 + l * 32 + m]);
+                }
+            }
+        }
+        *o = acc;
+    }
+}
+
+/// Trit `n` (0 = most significant) of a TQ1_0 byte, as the code 0..2 (ggml: `q = b·3^n mod 256`,
+/// `(q·3) >> 8`).
+pub(super) fn tq1_trit(byte: u8, n: usize) -> u8 {
+    const POW3: [u8; 5] = [1, 3, 9, 27, 81];
+    let q = byte.wrapping_mul(POW3[n]);
+    ((u16::from(q) * 3) >> 8) as u8
+}
+
+/// TQ1_0: raw `Σ code·q` per 256-value block of 54 bytes (`qs[48]`, `qh[4]`, f16 `d`). Element
+/// order (ggml `dequantize_row_tq1_0`): `qs[m]`, m < 32, trit n → element `n*32 + m`;
+/// `qs[32 + m]`, m < 16 → `160 + n*16 + m`; `qh[j]` trit n < 4 → `240 + n*4 + j`.
+pub fn tq1_0_row(row: &[u8], q: &[i8], out: &mut [i32]) {
+    for ((block, a), o) in row
+        .chunks_exact(54)
+        .zip(q.chunks_exact(256))
+        .zip(out.iter_mut())
+    {
+        let mut acc = 0i32;
+        for n in 0..5 {
+            for m in 0..32 {
+                acc += i32::from(tq1_trit(block[m], n)) * i32::from(a[n * 32 + m]);
+            }
+            for m in 0..16 {
+                acc += i32::from(tq1_trit(block[32 + m], n)) * i32::from(a[160 + n * 16 + m]);
+            }
+        }
+        for n in 0..4 {
+            for j in 0..4 {
+                acc += i32::from(tq1_trit(block[48 + j], n)) * i32::from(a[240 + n * 4 + j]);
+            }
+        }
+        *o = acc;
+    }
+}
+
+/// F16 matvec: `out[r] = Σ_k f32(w[r][k]) · x[k]` for `out.len()` rows of `x.len()` little-endian
+/// f16 values, summed in order in f32.
+pub fn f16_rows(w: &[u8], x: &[f32], out: &mut [f32]) {
+    let row_bytes = x.len() * 2;
+    for (r, o) in out.iter_mut().enumerate() {
+        let row = &w[r * row_bytes..(r + 1) * row_bytes];
+        *o = row
+            .chunks_exact(2)
+            .zip(x)
+            .map(|(h, &xv)| half::f16::from_le_bytes([h[0], h[1]]).to_f32() * xv)
+            .sum();
+    }
+}
+
+/// F32 matvec over little-endian f32 rows, summed in order.
+pub fn f32_rows(w: &[u8], x: &[f32], out: &mut [f32]) {
+    let row_bytes = x.len() * 4;
+    for (r, o) in out.iter_mut().enumerate() {
+        let row = &w[r * row_bytes..(r + 1) * row_bytes];
+        *o = row
+            .chunks_exact(4)
+            .zip(x)
+            .map(|(b, &xv)| f32::from_le_bytes([b[0], b[1], b[2], b[3]]) * xv)
+            .sum();
+    }
+}

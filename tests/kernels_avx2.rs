@@ -1,0 +1,185 @@
+//! AVX2 kernels equal the scalar reference: exactly in integer accumulators, within a stated
+//! tolerance for the float (F16/F32) dot products. Skips loudly without AVX2.
+
+use crate::kernels_support::*;
+use bitnet_gguf::layout::tiling::{Tl1Tiling, Tl2Tiling};
+use bitnet_gguf::layout::Shape;
+use bitnet_gguf::runtime::kernels::*;
+use proptest::prelude::*;
+
+fn pair() -> Option<(Kernels, Kernels)> {
+    if !Isa::Avx2.available() {
+        eprintln!("SKIPPED: AVX2 not available on this CPU; avx2 == scalar not checked");
+        return None;
+    }
+    Some((
+        Kernels::new(1, Some(Isa::Scalar)).unwrap(),
+        Kernels::new(2, Some(Isa::Avx2)).unwrap(),
+    ))
+}
+
+fn ternary(seed: u64, n: usize) -> Vec<i8> {
+    splitmix_ternary(seed, n)
+}
+
+/// Activation rows; `extreme` pushes values to ±127/−128 to exercise accumulator bounds.
+fn activations(seed: u64, rows: usize, k: usize, extreme: bool) -> QuantizedRows {
+    let raw = splitmix_ternary(seed ^ 0xabcdef, rows * k);
+    let x: Vec<f32> = raw
+        .iter()
+        .enumerate()
+        .map(|(i, &t)| {
+            if extreme {
+                f32::from(t) * 1000.0
+            } else {
+                f32::from(t) * (1.0 + (i % 97) as f32 * 0.37)
+            }
+        })
+        .collect();
+    let mut q = QuantizedRows::new();
+    q.quantize(&x, k, QuantRule::I2s).unwrap();
+    q
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    #[test]
+    fn i2s_avx2_equals_scalar(m in 1usize..19, kb in 1usize..5, ntok in 1usize..7, seed: u64, extreme: bool) {
+        let Some((s, a)) = pair() else { return Ok(()) };
+        let k = kb * 128;
+        let bytes = pack_i2s(&ternary(seed, m * k), 1.0);
+        let w = I2sWeights::new(&bytes, Shape::new(m, k)).unwrap();
+        let q = activations(seed, ntok, k, extreme);
+        let (mut rs, mut ra) = (vec![0; m * ntok], vec![0; m * ntok]);
+        s.i2s_raw(&w, &q, &mut rs).unwrap();
+        a.i2s_raw(&w, &q, &mut ra).unwrap();
+        prop_assert_eq!(rs, ra);
+    }
+
+    #[test]
+    fn tl1_avx2_equals_scalar(
+        bm64 in any::<bool>(), sub in 1usize..3, tiles in 1usize..3,
+        bk_units in 1usize..5, kblocks in 1usize..4, seed: u64, extreme: bool,
+    ) {
+        let Some((s, a)) = pair() else { return Ok(()) };
+        let bm = if bm64 { 64 } else { 32 };
+        let bk = bk_units * 16; // multiple of 256/bm and of 16
+        let (bm_tile, k) = (bm * sub, bk * kblocks);
+        let m = bm_tile * tiles;
+        let bytes = with_scale_slot(pack_tl1(&ternary(seed, m * k), m, k, bm_tile, bk, bm), 1.0);
+        let tiling = Tl1Tiling { tile_rows: bm_tile, block_k: bk, simd_rows: bm };
+        let w = Tl1Weights::new(&bytes, Shape::new(m, k), tiling).unwrap();
+        let q = activations(seed, 2, k, extreme);
+        let (mut ds, mut da) = (vec![0; 2 * m], vec![0; 2 * m]);
+        s.tl1_dot(&w, &q, &mut ds).unwrap();
+        a.tl1_dot(&w, &q, &mut da).unwrap();
+        prop_assert_eq!(ds, da);
+    }
+
+    #[test]
+    fn tl2_avx2_equals_scalar(
+        sub in 1usize..3, tiles in 1usize..3, bk_units in 1usize..11,
+        kblocks in 1usize..4, two_blocks in 0usize..3, seed: u64, extreme: bool,
+    ) {
+        let Some((s, a)) = pair() else { return Ok(()) };
+        let bk = bk_units * 24;
+        let bm_tile = 32 * sub;
+        let m = bm_tile * tiles;
+        let k = bk * kblocks + 32 * two_blocks;
+        prop_assume!(32 * two_blocks < bk || two_blocks == 0);
+        let tern = ternary(seed, m * k);
+        let bytes = with_scale_slot(pack_tl2(&tern, m, k, bm_tile, bk), 1.0);
+        let tiling = Tl2Tiling { tile_rows: bm_tile, block_k: bk };
+        let w = Tl2Weights::new(&bytes, Shape::new(m, k), tiling).unwrap();
+        let q = activations(seed, 2, k, extreme);
+        let (mut ds, mut da) = (vec![0; 2 * m], vec![0; 2 * m]);
+        s.tl2_dot(&w, &q, &mut ds).unwrap();
+        a.tl2_dot(&w, &q, &mut da).unwrap();
+        prop_assert_eq!(&ds, &da);
+        for r in 0..m {
+            let exact: i32 = (0..k).map(|c| i32::from(tern[r * k + c]) * i32::from(q.row(0)[c])).sum();
+            prop_assert_eq!(ds[r], exact);
+        }
+    }
+
+    /// Random bytes, including codes the writers never emit: both ISAs read them identically.
+    #[test]
+    fn tq_avx2_equals_scalar(m in 1usize..6, nb in 1usize..4, ntok in 1usize..4, bytes in proptest::collection::vec(any::<u8>(), 6 * 3 * 66), seed: u64) {
+        let Some((s, a)) = pair() else { return Ok(()) };
+        let k = nb * 256;
+        let q = activations(seed, ntok, k, false);
+        let shape = Shape::new(m, k);
+        let tq2 = Tq2_0Weights::new(&bytes[..m * nb * 66], shape).unwrap();
+        let (mut ds, mut da) = (vec![0; ntok * m * nb], vec![0; ntok * m * nb]);
+        s.tq2_0_dot(&tq2, &q, &mut ds).unwrap();
+        a.tq2_0_dot(&tq2, &q, &mut da).unwrap();
+        prop_assert_eq!(&ds, &da);
+        let tq1 = Tq1_0Weights::new(&bytes[..m * nb * 54], shape).unwrap();
+        s.tq1_0_dot(&tq1, &q, &mut ds).unwrap();
+        a.tq1_0_dot(&tq1, &q, &mut da).unwrap();
+        prop_assert_eq!(ds, da);
+    }
+
+    /// F16/F32: AVX2 sums in 16 lanes, scalar in order; both are within 1e-5 relative to Σ|w·x|.
+    #[test]
+    fn dense_avx2_close_to_scalar(m in 1usize..11, k in 1usize..300, seed: u64) {
+        let Some((s, a)) = pair() else { return Ok(()) };
+        let t = ternary(seed, m * k + k);
+        let wf: Vec<f32> = t[..m * k].iter().enumerate().map(|(i, &v)| f32::from(v) * (1.0 + (i % 13) as f32 / 7.0)).collect();
+        let x: Vec<f32> = t[m * k..].iter().enumerate().map(|(i, &v)| f32::from(v) * 0.5 + (i % 5) as f32 * 0.01).collect();
+        let w16: Vec<u8> = wf.iter().flat_map(|&v| half::f16::from_f32(v).to_le_bytes()).collect();
+        let w32: Vec<u8> = wf.iter().flat_map(|&v| v.to_le_bytes()).collect();
+        let shape = Shape::new(m, k);
+        for f16 in [true, false] {
+            let (mut ys, mut ya) = (vec![0.0; m], vec![0.0; m]);
+            if f16 {
+                let w = F16Weights::new(&w16, shape).unwrap();
+                s.f16(&w, &x, &mut ys).unwrap();
+                a.f16(&w, &x, &mut ya).unwrap();
+            } else {
+                let w = F32Weights::new(&w32, shape).unwrap();
+                s.f32(&w, &x, &mut ys).unwrap();
+                a.f32(&w, &x, &mut ya).unwrap();
+            }
+            for r in 0..m {
+                let mag: f32 = (0..k).map(|c| (wf[r * k + c] * x[c]).abs()).sum();
+                prop_assert!((ys[r] - ya[r]).abs() <= 1e-5 * mag + 1e-6, "row {} {} vs {}", r, ys[r], ya[r]);
+            }
+        }
+    }
+}
+
+/// TQ2_0 / TQ1_0 per-block dots are the exact Σ t·q of the packed ternary weights.
+#[test]
+fn tq_block_dots_are_exact() {
+    let (m, k) = (3, 512);
+    let w = ternary(9, m * k);
+    let q = activations(9, 2, k, true);
+    let shape = Shape::new(m, k);
+    let (tq2, tq1) = (pack_tq2_0(&w, 0x3c00), pack_tq1_0(&w, 0x3c00));
+    for isa in [Isa::Scalar, Isa::Avx2] {
+        if !isa.available() {
+            eprintln!("SKIPPED: {isa:?} not available");
+            continue;
+        }
+        let kern = Kernels::new(1, Some(isa)).unwrap();
+        let mut d2 = vec![0; 2 * m * 2];
+        let mut d1 = vec![0; 2 * m * 2];
+        kern.tq2_0_dot(&Tq2_0Weights::new(&tq2, shape).unwrap(), &q, &mut d2)
+            .unwrap();
+        kern.tq1_0_dot(&Tq1_0Weights::new(&tq1, shape).unwrap(), &q, &mut d1)
+            .unwrap();
+        for t in 0..2 {
+            for r in 0..m {
+                for b in 0..2 {
+                    let exact: i32 = (b * 256..(b + 1) * 256)
+                        .map(|c| i32::from(w[r * k + c]) * i32::from(q.row(t)[c]))
+                        .sum();
+                    assert_eq!(d2[(t * m + r) * 2 + b], exact, "{isa:?} TQ2_0");
+                    assert_eq!(d1[(t * m + r) * 2 + b], exact, "{isa:?} TQ1_0");
+                }
+            }
+        }
+    }
+}
