@@ -207,7 +207,11 @@ impl TernaryCodec for I2s {
                 ),
             });
         }
-        if shape.numel().and_then(|n| n.checked_add(4 * TAIL_BYTES)).is_none() {
+        if shape
+            .numel()
+            .and_then(|n| n.checked_add(4 * TAIL_BYTES))
+            .is_none()
+        {
             return Err(Error::IllegalShape {
                 layout: self.name(),
                 shape,
