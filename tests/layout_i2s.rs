@@ -41,7 +41,11 @@ fn every_manifest_vector_round_trips_byte_exact() {
             "fixtures/vectors/i2s/{}",
             expected["file"].as_str().unwrap()
         ));
-        assert_eq!(sha256_hex(&bytes), expected["sha256"].as_str().unwrap(), "{name}");
+        assert_eq!(
+            sha256_hex(&bytes),
+            expected["sha256"].as_str().unwrap(),
+            "{name}"
+        );
         let tensor = I2S.decode(&bytes, shape).unwrap();
         let ternary = [
             &vector["inputs"]["ternary"],
@@ -51,7 +55,11 @@ fn every_manifest_vector_round_trips_byte_exact() {
         .into_iter()
         .find_map(|entry| entry["sha256"].as_str())
         .unwrap();
-        assert_eq!(sha256_hex(&npy_i8(shape, tensor.codes())), ternary, "{name} codes");
+        assert_eq!(
+            sha256_hex(&npy_i8(shape, tensor.codes())),
+            ternary,
+            "{name} codes"
+        );
         let scale_hex = vector["scale"]["f32_hex"]
             .as_str()
             .or(vector["intermediate"]["i2s_scale_f32"].as_str());
@@ -91,5 +99,8 @@ fn non_zero_tail_is_reproduced() {
     let (tensor, tail) = I2S.decode_keeping_tail(&bytes, shape).unwrap();
     assert!(!tail.is_zero());
     assert_eq!(I2S.encode_with_tail(&tensor, &tail).unwrap(), bytes);
-    assert_ne!(I2S.encode_with_tail(&tensor, &I2sTail::ZERO).unwrap(), bytes);
+    assert_ne!(
+        I2S.encode_with_tail(&tensor, &I2sTail::ZERO).unwrap(),
+        bytes
+    );
 }

@@ -17,7 +17,10 @@ fn codes(n: usize) -> impl Strategy<Value = Vec<i8>> {
 }
 
 /// A ternary tensor of `shape` with a scale from `scale`.
-fn tensor_of(shape: Shape, scale: impl Strategy<Value = f32>) -> impl Strategy<Value = TernaryTensor> {
+fn tensor_of(
+    shape: Shape,
+    scale: impl Strategy<Value = f32>,
+) -> impl Strategy<Value = TernaryTensor> {
     (codes(shape.rows * shape.cols), scale)
         .prop_map(move |(c, s)| TernaryTensor::new(shape, c, s).unwrap())
 }

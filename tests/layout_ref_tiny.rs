@@ -22,7 +22,11 @@ impl File {
     fn open(manifest: &serde_json::Value, name: &str) -> File {
         let entry = manifest["files"][name].clone();
         let bytes = read_fixture(&format!("{DIR}/{name}"));
-        assert_eq!(sha256_hex(&bytes), entry["sha256"].as_str().unwrap(), "{name}");
+        assert_eq!(
+            sha256_hex(&bytes),
+            entry["sha256"].as_str().unwrap(),
+            "{name}"
+        );
         let data_start = entry["metadata_region_bytes"].as_u64().unwrap() as usize;
         // The data section starts right after the metadata, aligned to 32, and the last
         // tensor ends exactly at the end of the file.
@@ -83,10 +87,14 @@ fn every_i2s_tensor_re_encodes_to_the_upstream_tq_and_tl_files() {
     let tq2 = File::open(&manifest, "ref-tiny-tq2_0.gguf");
     let tl1 = File::open(&manifest, "ref-tiny-tl1.gguf");
     let tl2 = File::open(&manifest, "ref-tiny-tl2.gguf");
-    let tl1_ini = String::from_utf8(read_fixture(&format!("{DIR}/ref-tiny-tl1.kernel_config.ini")))
-        .unwrap();
-    let tl2_ini = String::from_utf8(read_fixture(&format!("{DIR}/ref-tiny-tl2.kernel_config.ini")))
-        .unwrap();
+    let tl1_ini = String::from_utf8(read_fixture(&format!(
+        "{DIR}/ref-tiny-tl1.kernel_config.ini"
+    )))
+    .unwrap();
+    let tl2_ini = String::from_utf8(read_fixture(&format!(
+        "{DIR}/ref-tiny-tl2.kernel_config.ini"
+    )))
+    .unwrap();
     let tl1_config = KernelConfig::parse(&tl1_ini).unwrap();
     let tl2_config = KernelConfig::parse(&tl2_ini).unwrap();
     assert_eq!(tl1_config.to_ini_string(), tl1_ini);

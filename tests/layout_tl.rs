@@ -49,7 +49,11 @@ fn check_case(case: &serde_json::Value, codec: &dyn TernaryCodec) {
         "{id}: payload"
     );
     let expected = &case["expected_ggml_tensor_region"];
-    assert_eq!(region.len() as u64, expected["bytes"].as_u64().unwrap(), "{id}");
+    assert_eq!(
+        region.len() as u64,
+        expected["bytes"].as_u64().unwrap(),
+        "{id}"
+    );
     assert_eq!(
         sha256_hex(&region),
         expected["sha256"].as_str().unwrap(),
@@ -102,7 +106,11 @@ fn proposed_configurations_are_what_derive_gives() {
     ] {
         let manifest = read_json(file);
         for case in manifest["cases"].as_array().unwrap() {
-            if !case["config_status"].as_str().unwrap().starts_with("proposed") {
+            if !case["config_status"]
+                .as_str()
+                .unwrap()
+                .starts_with("proposed")
+            {
                 continue;
             }
             let shape = Shape::new(

@@ -225,14 +225,30 @@ mod tests {
             assert_eq!(decode_dense(&bytes, shape, dtype, Some(0.5)).unwrap(), t);
             let err = decode_dense(&bytes, shape, dtype, Some(0.25)).unwrap_err();
             assert!(
-                matches!(err, Error::NotTernary { index: 0, row: 0, col: 0, .. }),
+                matches!(
+                    err,
+                    Error::NotTernary {
+                        index: 0,
+                        row: 0,
+                        col: 0,
+                        ..
+                    }
+                ),
                 "{err}"
             );
         }
         let mut bytes = encode_dense(&t, DenseDtype::F32, ScaleRounding::Exact).unwrap();
         bytes[4 * 4..4 * 5].copy_from_slice(&0.49f32.to_le_bytes());
         let err = decode_dense(&bytes, shape, DenseDtype::F32, None).unwrap_err();
-        assert!(matches!(err, Error::NotTernary { index: 4, row: 1, col: 1, .. }));
+        assert!(matches!(
+            err,
+            Error::NotTernary {
+                index: 4,
+                row: 1,
+                col: 1,
+                ..
+            }
+        ));
     }
 
     #[test]

@@ -155,7 +155,9 @@ mod tests {
     use sha2::{Digest, Sha256};
 
     fn tile(f: impl Fn(usize, usize) -> i8) -> TernaryTensor {
-        let codes = (0..16).flat_map(|n| (0..32).map(move |k| (n, k))).map(|(n, k)| f(n, k));
+        let codes = (0..16)
+            .flat_map(|n| (0..32).map(move |k| (n, k)))
+            .map(|(n, k)| f(n, k));
         TernaryTensor::new(Shape::new(16, 32), codes.collect(), 1.0).unwrap()
     }
 
@@ -178,7 +180,10 @@ mod tests {
         }
         let t = tile(|n, k| ((n + k) % 3) as i8 - 1);
         let bytes = pack(&t).unwrap();
-        assert_eq!(&bytes[..8], &[0x79, 0x9e, 0xe7, 0x79, 0x9e, 0xe7, 0x79, 0x9e]);
+        assert_eq!(
+            &bytes[..8],
+            &[0x79, 0x9e, 0xe7, 0x79, 0x9e, 0xe7, 0x79, 0x9e]
+        );
         assert_eq!(
             format!("{:x}", Sha256::digest(&bytes)),
             "a429729793faef90414c221eabadc0b751fef2de40574066771a8cb68b07e600"

@@ -117,12 +117,10 @@ impl KernelConfig {
                     what: "key outside of any section".into(),
                 });
             };
-            let split = line
-                .find(['=', ':'])
-                .ok_or_else(|| Error::KernelConfig {
-                    line: line_no,
-                    what: format!("expected `key = value`, found `{line}`"),
-                })?;
+            let split = line.find(['=', ':']).ok_or_else(|| Error::KernelConfig {
+                line: line_no,
+                what: format!("expected `key = value`, found `{line}`"),
+            })?;
             let key = line[..split].trim().to_ascii_lowercase();
             let value = line[split + 1..].trim();
             let Some(slot) = KEYS.iter().position(|k| *k == key) else {
@@ -245,7 +243,8 @@ mod tests {
 
     #[test]
     fn configparser_syntax_variants_are_accepted() {
-        let text = "; comment\n[any name]\nM: 32\nK=16\n# c\nBM = 32\nbk = 16\nbmm = 32\nextra = 1\n";
+        let text =
+            "; comment\n[any name]\nM: 32\nK=16\n# c\nBM = 32\nbk = 16\nbmm = 32\nextra = 1\n";
         let config = KernelConfig::parse(text).unwrap();
         assert_eq!(config.entries[0].shape(), Shape::new(32, 16));
     }

@@ -87,7 +87,9 @@ impl LayoutKind {
     /// All layouts, in a stable order.
     pub fn all() -> &'static [LayoutKind] {
         use LayoutKind::*;
-        &[HfPacked, I2_S, TL1, TL2, TQ1_0, TQ2_0, GpuW2A8, F32, F16, BF16]
+        &[
+            HfPacked, I2_S, TL1, TL2, TQ1_0, TQ2_0, GpuW2A8, F32, F16, BF16,
+        ]
     }
 
     /// Canonical name (as in gguf-py where the type exists there).

@@ -47,10 +47,7 @@ const fn tl1(tile_rows: usize, block_k: usize, simd_rows: usize) -> Tl1Tiling {
 }
 
 const fn tl2(tile_rows: usize, block_k: usize) -> Tl2Tiling {
-    Tl2Tiling {
-        tile_rows,
-        block_k,
-    }
+    Tl2Tiling { tile_rows, block_k }
 }
 
 /// Known TL1 tilings, `((M, K), tiling, source)`, consulted first by [`Tl1Tiling::derive`].
@@ -143,7 +140,12 @@ impl Tl1Tiling {
     /// constraint and lists legal values.
     pub fn check(&self, shape: Shape) -> Result<(), Error> {
         let (m, k) = (shape.rows, shape.cols);
-        let fail = |what: String| Err(Error::Tiling { layout: "TL1", what });
+        let fail = |what: String| {
+            Err(Error::Tiling {
+                layout: "TL1",
+                what,
+            })
+        };
         let Tl1Tiling {
             tile_rows: bm_tile,
             block_k: bk,
@@ -240,11 +242,8 @@ impl Tl2Tiling {
 
     /// Columns in the three-weight part: `floor(K / BK) * BK`.
     pub fn three_k(&self, k: usize) -> usize {
-        if self.block_k == 0 {
-            0
-        } else {
-            k / self.block_k * self.block_k
-        }
+        k.checked_div(self.block_k)
+            .map_or(0, |blocks| blocks * self.block_k)
     }
 
     /// Columns in the two-weight remainder: `K - three_k`.
@@ -277,7 +276,12 @@ impl Tl2Tiling {
     /// constraint and lists legal values.
     pub fn check(&self, shape: Shape) -> Result<(), Error> {
         let (m, k) = (shape.rows, shape.cols);
-        let fail = |what: String| Err(Error::Tiling { layout: "TL2", what });
+        let fail = |what: String| {
+            Err(Error::Tiling {
+                layout: "TL2",
+                what,
+            })
+        };
         let Tl2Tiling {
             tile_rows: bm_tile,
             block_k: bk,

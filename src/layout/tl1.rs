@@ -138,7 +138,12 @@ impl TernaryCodec for Tl1 {
         check_len(self.name(), shape, bytes, len)?;
         let payload_len = len - SCALE_SLOT_BYTES;
         let scale = read_f32_le(bytes, payload_len);
-        check_zero(self.name(), &bytes[payload_len + 4..], payload_len + 4, "the scale slot")?;
+        check_zero(
+            self.name(),
+            &bytes[payload_len + 4..],
+            payload_len + 4,
+            "the scale slot",
+        )?;
         let k = shape.cols;
         let tile_rows = self.tiling.tile_rows;
         let tile_bytes = tile_rows * k / 4;

@@ -10,8 +10,7 @@
 
 use super::tl1::{pair_code, pair_weights};
 use super::{
-    check_len, check_zero, pad32, read_f32_le, Error, Shape, TernaryCodec, TernaryTensor,
-    Tl2Tiling,
+    check_len, check_zero, pad32, read_f32_le, Error, Shape, TernaryCodec, TernaryTensor, Tl2Tiling,
 };
 
 /// Bytes of the scale slot after the padded payload (f32 scale + 28 zero bytes).
@@ -115,10 +114,7 @@ impl Tl2 {
         mut index: impl FnMut(usize, usize, usize),
         mut sign: impl FnMut(usize, usize, usize),
     ) {
-        let Tl2Tiling {
-            tile_rows,
-            block_k,
-        } = self.tiling;
+        let Tl2Tiling { tile_rows, block_k } = self.tiling;
         let (mut a, mut b) = (0, s.signs_at);
         for tile in 0..shape.rows / tile_rows {
             for kb in 0..s.three_k / block_k {
@@ -237,8 +233,18 @@ impl TernaryCodec for Tl2 {
         check_len(self.name(), shape, bytes, len)?;
         let slot = len - SCALE_SLOT_BYTES;
         let name = self.name();
-        check_zero(name, &bytes[s.data_end..s.payload_len], s.data_end, "section D padding")?;
-        check_zero(name, &bytes[s.payload_len..slot], s.payload_len, "the padding to 32")?;
+        check_zero(
+            name,
+            &bytes[s.data_end..s.payload_len],
+            s.data_end,
+            "section D padding",
+        )?;
+        check_zero(
+            name,
+            &bytes[s.payload_len..slot],
+            s.payload_len,
+            "the padding to 32",
+        )?;
         check_zero(name, &bytes[slot + 4..], slot + 4, "the scale slot")?;
         let scale = read_f32_le(bytes, slot);
         let k = shape.cols;

@@ -76,7 +76,9 @@ pub(crate) fn tq_scale_bits(
     }
     let d = f16::from_f32(scale);
     let inexact = f32::from(d) != scale;
-    if d.is_infinite() || (d.to_f32() == 0.0 && scale != 0.0) || (inexact && rounding == ScaleRounding::Exact)
+    if d.is_infinite()
+        || (d.to_f32() == 0.0 && scale != 0.0)
+        || (inexact && rounding == ScaleRounding::Exact)
     {
         return Err(Error::InexactScale {
             layout,
@@ -157,7 +159,7 @@ fn pack_trits(trits: impl Iterator<Item = u8>) -> u8 {
     for _ in n..5 {
         x *= 3;
     }
-    ((x * 256 + 242) / 243) as u8
+    (x * 256).div_ceil(243) as u8
 }
 
 /// Trit `n` (0 = most significant) of a packed byte.
@@ -190,8 +192,8 @@ impl TernaryCodec for Tq1_0 {
             .zip(out.chunks_exact_mut(BLOCK_BYTES))
         {
             let q = |i: usize| (values[i] + 1) as u8;
-            for j in 0..32 {
-                block[j] = pack_trits((0..5).map(|n| q(n * 32 + j)));
+            for (j, byte) in block[..32].iter_mut().enumerate() {
+                *byte = pack_trits((0..5).map(|n| q(n * 32 + j)));
             }
             for j in 0..16 {
                 block[32 + j] = pack_trits((0..5).map(|n| q(160 + n * 16 + j)));
