@@ -282,4 +282,3 @@ fn sharded_checkpoint_opens_and_index_is_checked() {
         Err(Error::BadField { .. })
     ));
 }
-

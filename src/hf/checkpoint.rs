@@ -91,6 +91,30 @@ pub fn bytes_to_f32(dtype: Dtype, data: &[u8]) -> Option<Vec<f32>> {
     })
 }
 
+/// The first NaN/Inf element of BF16/F16/F32 data (index, value), without converting the
+/// whole tensor (the all-ones exponent test on the raw bits).
+pub fn first_non_finite(dtype: Dtype, data: &[u8]) -> Option<(usize, f32)> {
+    match dtype {
+        Dtype::BF16 => data
+            .chunks_exact(2)
+            .position(|b| u16::from_le_bytes([b[0], b[1]]) & 0x7f80 == 0x7f80),
+        Dtype::F16 => data
+            .chunks_exact(2)
+            .position(|b| u16::from_le_bytes([b[0], b[1]]) & 0x7c00 == 0x7c00),
+        Dtype::F32 => data.chunks_exact(4).position(|b| {
+            u32::from_le_bytes([b[0], b[1], b[2], b[3]]) & 0x7f80_0000 == 0x7f80_0000
+        }),
+        _ => None,
+    }
+    .and_then(|index| {
+        let size = dtype.size();
+        let bytes = data.get(index * size..(index + 1) * size)?;
+        bytes_to_f32(dtype, bytes)
+            .and_then(|v| v.first().copied())
+            .map(|v| (index, v))
+    })
+}
+
 #[derive(Debug)]
 struct Entry {
     file: usize,
@@ -542,13 +566,12 @@ impl Checkpoint {
             ) {
                 continue;
             }
-            let values = t.to_f32()?;
-            if let Some(index) = values.iter().position(|v| !v.is_finite()) {
+            if let Some((index, value)) = first_non_finite(t.dtype, t.data) {
                 return Err(Error::NonFinite {
                     path: t.file.to_path_buf(),
                     tensor: t.name.to_string(),
                     index,
-                    value: values[index],
+                    value,
                 });
             }
         }

@@ -83,7 +83,14 @@ impl HfPacked {
                 found: out.len(),
             });
         }
-        if let Some(index) = codes.iter().position(|&c| !(-1..=1).contains(&c)) {
+        // OR-reduce first (vectorizes); locate the element only when something is wrong.
+        let any_bad = codes
+            .iter()
+            .fold(false, |acc, &c| acc | ((c as u8).wrapping_add(1) > 2));
+        if let Some(index) = any_bad
+            .then(|| codes.iter().position(|&c| !(-1..=1).contains(&c)))
+            .flatten()
+        {
             return Err(Error::NotTernary {
                 layout: LAYOUT,
                 index,
