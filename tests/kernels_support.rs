@@ -230,7 +230,8 @@ pub fn pack_tq1_0(w: &[i8], d: u16) -> Vec<u8> {
         if lead_shift {
             q *= 3;
         }
-        ((q * 256 + 242) / 243) as u8
+        // ggml rounds up: ceil(q · 256 / 243).
+        (q * 256).div_ceil(243) as u8
     };
     let mut out = Vec::new();
     for blk in w.chunks_exact(256) {

@@ -1,0 +1,156 @@
+//! Kernel benchmarks on the BitNet b1.58 2B-4T shapes: GEMV (1 token) and GEMM (128 tokens) for
+//! I2_S, TL1, TL2 and TQ2_0, plus the F16 lm_head GEMV (128256 × 2560), at 1 and 2 threads.
+//! Prints weight GB/s (weight bytes / time; a GEMM reads the weights once per call) and integer
+//! ops/s (2·M·K·tokens / time), median of the repetitions after one warm-up.
+//!
+//! Run: `cargo bench --bench kernels` (`-- --quick` for fewer repetitions).
+
+use bitnet_gguf::layout::tiling::{Tl1Tiling, Tl2Tiling};
+use bitnet_gguf::layout::Shape;
+use bitnet_gguf::runtime::kernels::*;
+use std::time::Instant;
+
+/// Random bytes (xorshift64): the kernels' speed does not depend on the values.
+fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
+    let mut s = seed | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 24) as u8
+        })
+        .collect()
+}
+
+/// Tilings of the fixtures for these shapes (`kernel-configs.md`).
+fn tl1_tiling(m: usize, k: usize) -> Tl1Tiling {
+    let (tile_rows, block_k, simd_rows) = match (m, k) {
+        (640, 2560) => (128, 64, 64),
+        (2560, 2560) => (320, 128, 64),
+        (6912, 2560) => (256, 64, 32),
+        _ => (160, 64, 32),
+    };
+    Tl1Tiling {
+        tile_rows,
+        block_k,
+        simd_rows,
+    }
+}
+
+fn tl2_tiling(m: usize, _k: usize) -> Tl2Tiling {
+    let tile_rows = match m {
+        640 => 128,
+        2560 => 320,
+        6912 => 256,
+        _ => 160,
+    };
+    Tl2Tiling {
+        tile_rows,
+        block_k: 96,
+    }
+}
+
+fn median_secs(reps: usize, mut f: impl FnMut()) -> f64 {
+    f(); // warm-up
+    let mut t: Vec<f64> = (0..reps)
+        .map(|_| {
+            let s = Instant::now();
+            f();
+            s.elapsed().as_secs_f64()
+        })
+        .collect();
+    t.sort_by(|a, b| a.total_cmp(b));
+    t[reps / 2]
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let shapes = [
+        (2560usize, 2560usize),
+        (640, 2560),
+        (6912, 2560),
+        (2560, 6912),
+    ];
+    println!("isa: {}", Isa::detect().name());
+    println!("| kernel | M×K | tokens | threads | median ms | weight GB/s | int GOP/s |");
+    println!("|---|---|---|---|---|---|---|");
+    for threads in [1, 2] {
+        let kern = Kernels::new(threads, None).expect("kernels");
+        for &(m, k) in &shapes {
+            let shape = Shape::new(m, k);
+            let i2s = random_bytes(m * k / 4 + 32, 1)
+                .iter()
+                .map(|b| b & 0xaa)
+                .collect::<Vec<_>>();
+            let tl1 = random_bytes(m * k / 4 + 32, 2)
+                .iter()
+                .map(|b| b & 0x77)
+                .collect::<Vec<_>>();
+            let tl2_len = tl2_payload_len(shape).expect("len").div_ceil(32) * 32 + 32;
+            let tl2 = random_bytes(tl2_len, 3)
+                .iter()
+                .map(|b| b & 0x77)
+                .collect::<Vec<_>>();
+            let tq2 = random_bytes(m * k / 256 * 66, 4);
+            let w_i2s = I2sWeights::new(&i2s, shape).expect("i2s");
+            let w_tl1 = Tl1Weights::new(&tl1, shape, tl1_tiling(m, k)).expect("tl1");
+            let w_tl2 = Tl2Weights::new(&tl2, shape, tl2_tiling(m, k)).expect("tl2");
+            let w_tq2 = Tq2_0Weights::new(&tq2, shape).expect("tq2");
+            for ntok in [1usize, 128] {
+                let x: Vec<f32> = random_bytes(ntok * k, 5)
+                    .iter()
+                    .map(|&b| b as f32 - 128.0)
+                    .collect();
+                let mut q = QuantizedRows::new();
+                q.quantize(&x, k, QuantRule::I2s).expect("quantize");
+                let mut y = vec![0f32; ntok * m];
+                let reps = match (quick, ntok) {
+                    (true, _) => 3,
+                    (false, 1) => 21,
+                    (false, _) => 5,
+                };
+                let weight_bytes = [
+                    m * k / 4,
+                    m * k / 4,
+                    tl2_payload_len(shape).unwrap_or(0),
+                    m * k / 256 * 66,
+                ];
+                for (i, name) in ["I2_S", "TL1", "TL2", "TQ2_0"].iter().enumerate() {
+                    let secs = median_secs(reps, || {
+                        let r = match i {
+                            0 => kern.i2s(&w_i2s, &q, &mut y),
+                            1 => kern.tl1(&w_tl1, &q, &mut y),
+                            2 => kern.tl2(&w_tl2, &q, &mut y),
+                            _ => kern.tq2_0(&w_tq2, &q, &mut y),
+                        };
+                        r.expect("matmul");
+                    });
+                    println!(
+                        "| {name} | {m}×{k} | {ntok} | {threads} | {:.3} | {:.2} | {:.1} |",
+                        secs * 1e3,
+                        weight_bytes[i] as f64 / secs / 1e9,
+                        2.0 * (m * k * ntok) as f64 / secs / 1e9
+                    );
+                }
+            }
+        }
+        let (m, k) = (128256usize, 2560usize);
+        let f16 = random_bytes(m * k * 2, 6)
+            .chunks_exact(2)
+            .flat_map(|c| half::f16::from_f32((c[0] as f32 - 128.0) / 256.0).to_le_bytes())
+            .collect::<Vec<_>>();
+        let w = F16Weights::new(&f16, Shape::new(m, k)).expect("f16");
+        let x: Vec<f32> = (0..k).map(|i| (i % 17) as f32 * 0.1).collect();
+        let mut y = vec![0f32; m];
+        let secs = median_secs(if quick { 3 } else { 11 }, || {
+            kern.f16(&w, &x, &mut y).expect("f16")
+        });
+        println!(
+            "| F16 lm_head | {m}×{k} | 1 | {threads} | {:.3} | {:.2} | {:.1} (flop) |",
+            secs * 1e3,
+            (m * k * 2) as f64 / secs / 1e9,
+            2.0 * (m * k) as f64 / secs / 1e9
+        );
+    }
+}
