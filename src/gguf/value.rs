@@ -775,7 +775,7 @@ fn parse_array<'a>(
         ValueType::String => 8,
         _ => 12,
     });
-    let min_bytes = len.checked_mul(min_elem).unwrap_or(u64::MAX);
+    let min_bytes = len.saturating_mul(min_elem);
     if min_bytes > cur.remaining() {
         return Err(Error::LimitExceeded {
             what: "array length (bytes needed vs. bytes left)",
