@@ -211,15 +211,16 @@ impl Report {
             totals.elements = totals.elements.saturating_add(t.element_count());
             totals.bytes = totals.bytes.saturating_add(t.byte_len);
         }
+        let selected = |t: &&crate::gguf::TensorInfo| {
+            options
+                .tensor_glob
+                .as_deref()
+                .is_none_or(|g| glob_match(g, &t.name))
+        };
         let tensors = file
             .tensors()
             .iter()
-            .filter(|t| {
-                options
-                    .tensor_glob
-                    .as_deref()
-                    .map_or(true, |g| glob_match(g, &t.name))
-            })
+            .filter(selected)
             .map(|t| TensorRow {
                 name: t.name.clone(),
                 type_name: t.ggml_type.name().to_owned(),
@@ -233,12 +234,7 @@ impl Report {
         let stats = options.stats.then(|| {
             file.tensors()
                 .iter()
-                .filter(|t| {
-                    options
-                        .tensor_glob
-                        .as_deref()
-                        .map_or(true, |g| glob_match(g, &t.name))
-                })
+                .filter(selected)
                 .filter_map(|t| tensor_stats(file, t))
                 .collect()
         });
