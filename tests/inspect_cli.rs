@@ -105,3 +105,31 @@ fn diff_reports_type_and_data_changes() {
     assert_eq!(code, 1);
     insta::assert_snapshot!("diff_i2s_tl2", out);
 }
+
+/// `--stats` decodes every ternary layout: the five ref-tiny files hold the same model, so each
+/// tensor has the same code counts and scale in all of them (TQ scales are f16: equal here
+/// because the checkpoint's bf16 scales are exact in f16).
+#[test]
+fn stats_agree_across_every_ternary_layout() {
+    let stats_of = |layout: &str| -> serde_json::Value {
+        let path = format!("fixtures/ref-tiny/gguf/ref-tiny-{layout}.gguf");
+        let (out, err, code) = inspect(&["--stats", "--json", &path]);
+        assert_eq!(code, 0, "{layout}: {err}");
+        let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+        report["stats"].clone()
+    };
+    let reference = stats_of("i2_s");
+    let rows = reference.as_array().unwrap();
+    assert_eq!(rows.len(), 14);
+    for row in rows {
+        assert!(row["error"].is_null(), "{row}");
+    }
+    for layout in ["tl1", "tl2", "tq1_0", "tq2_0"] {
+        let other = stats_of(layout);
+        for (a, b) in rows.iter().zip(other.as_array().unwrap()) {
+            for field in ["name", "minus", "zero", "plus", "scale"] {
+                assert_eq!(a[field], b[field], "{layout} {} {field}", a["name"]);
+            }
+        }
+    }
+}

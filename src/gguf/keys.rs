@@ -63,12 +63,14 @@ pub const ADD_EOS_TOKEN: &str = "tokenizer.ggml.add_eos_token";
 /// `tokenizer.chat_template` (STRING).
 pub const CHAT_TEMPLATE: &str = "tokenizer.chat_template";
 
-/// Prefix of BitNet tiling keys our converter writes (`bitnet.tl1.tiling`, `bitnet.tl2.tiling`).
+/// Prefix of the BitNet keys our converter writes for TL1/TL2 files.
 pub const BITNET_TL_PREFIX: &str = "bitnet.tl";
-/// `bitnet.tl1.tiling`.
-pub const BITNET_TL1_TILING: &str = "bitnet.tl1.tiling";
-/// `bitnet.tl2.tiling`.
-pub const BITNET_TL2_TILING: &str = "bitnet.tl2.tiling";
+/// `bitnet.tl.kernel_config` (STRING): the exact text of a bitnet.cpp `kernel_config.ini`
+/// listing the tiling of every TL1/TL2 tensor shape in the file.
+pub const BITNET_TL_KERNEL_CONFIG: &str = "bitnet.tl.kernel_config";
+/// `bitnet.tl.tiling_source` (STRING): `kernel_config.ini` when the user gave one, `derived`
+/// when the documented derivation rule chose the tiling.
+pub const BITNET_TL_TILING_SOURCE: &str = "bitnet.tl.tiling_source";
 
 /// Architecture strings of BitNet b1.58 models (`spec/bitnet-arch.md` §1).
 pub const ARCH_BITNET_B158: &str = "bitnet-b1.58";

@@ -2,6 +2,7 @@
 //! `spec/bitnet-arch.md` §3 and `spec/gguf-container.md` §9, §12.
 
 use crate::gguf::{self, keys, Dialect, GgmlType, GgufFile, Value, ValueType};
+use crate::layout::{KernelConfig, Shape};
 use serde::Serialize;
 use std::collections::BTreeSet;
 use std::fmt;
@@ -326,13 +327,29 @@ pub fn findings(
             )
         })
         .collect();
-    for (ty, key) in [
-        (GgmlType::TL1, keys::BITNET_TL1_TILING),
-        (GgmlType::TL2, keys::BITNET_TL2_TILING),
-    ] {
-        if has(ty) && file.get(key).is_none() {
-            push(&mut out, Level::Warning, "tiling_not_recorded", format!(
-                "{ty} tensors present but the file does not record the kernel tiling ({key} absent): bitnet.cpp runs them only with kernels generated for exactly these shapes and tiling"));
+    if has(GgmlType::TL1) || has(GgmlType::TL2) {
+        match file.get(keys::BITNET_TL_KERNEL_CONFIG) {
+            None => push(&mut out, Level::Warning, "tiling_not_recorded", format!(
+                "TL1/TL2 tensors present but the file does not record the kernel tiling ({} absent): bitnet.cpp runs them only with kernels generated for exactly these shapes and tiling, and this tool decodes them with the derivation rule", keys::BITNET_TL_KERNEL_CONFIG)),
+            Some(value) => {
+                let parsed = value
+                    .as_str()
+                    .ok_or_else(|| "not a STRING".to_owned())
+                    .and_then(|text| KernelConfig::parse(text).map_err(|e| e.to_string()));
+                match parsed {
+                    Err(why) => push(&mut out, Level::Error, "tiling_unreadable", format!("{} cannot be read: {why}", keys::BITNET_TL_KERNEL_CONFIG)),
+                    Ok(config) => {
+                        for t in file.tensors().iter().filter(|t| matches!(t.ggml_type, GgmlType::TL1 | GgmlType::TL2)) {
+                            let Some((rows, cols)) = t.matrix_shape() else { continue };
+                            let shape = Shape::new(rows as usize, cols as usize);
+                            let checked = if t.ggml_type == GgmlType::TL1 { config.tl1_tiling(shape).map(|_| ()) } else { config.tl2_tiling(shape).map(|_| ()) };
+                            if let Err(e) = checked {
+                                push(&mut out, Level::Error, "tiling_invalid", format!("{}: recorded tiling unusable: {e}", t.name));
+                            }
+                        }
+                    }
+                }
+            }
         }
     }
     for k in tl_keys {

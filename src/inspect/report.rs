@@ -232,10 +232,11 @@ impl Report {
             .collect();
 
         let stats = options.stats.then(|| {
+            let tiling = super::stats::tiling_resolver(file);
             file.tensors()
                 .iter()
                 .filter(selected)
-                .filter_map(|t| tensor_stats(file, t))
+                .filter_map(|t| tensor_stats(file, &tiling, t))
                 .collect()
         });
 

@@ -6,6 +6,7 @@
 //! files (any section names, `=` or `:`, `#`/`;` comments, case-insensitive keys) and
 //! [`KernelConfig::to_ini_string`] writes exactly the text bitnet.cpp's codegen writes.
 
+use super::tiling::TilingSource;
 use super::{Error, Shape, Tl1Tiling, Tl2Tiling};
 
 /// One `[Kernels_i]` section.
@@ -219,6 +220,79 @@ impl KernelConfig {
     }
 }
 
+/// Where the tiling used for a TL1/TL2 tensor came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TilingOrigin {
+    /// The file's own record (`bitnet.tl.kernel_config` metadata written by our converter).
+    Recorded,
+    /// A `kernel_config.ini` the user gave.
+    UserConfig,
+    /// The documented derivation rule ([`Tl1Tiling::derive`] / [`Tl2Tiling::derive`]).
+    Derived(TilingSource),
+}
+
+impl std::fmt::Display for TilingOrigin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TilingOrigin::Recorded => f.write_str("recorded in the file"),
+            TilingOrigin::UserConfig => f.write_str("from the given kernel_config.ini"),
+            TilingOrigin::Derived(source) => write!(f, "derived by rule ({source:?})"),
+        }
+    }
+}
+
+/// Picks the tiling of each TL1/TL2 shape, in this order: the file's recorded configuration,
+/// a user-given `kernel_config.ini`, then the derivation rule. Every answer says which it used.
+#[derive(Debug, Clone, Default)]
+pub struct TilingResolver {
+    recorded: Option<KernelConfig>,
+    user: Option<KernelConfig>,
+}
+
+impl TilingResolver {
+    /// A resolver over the recorded configuration (if the file has one) and a user's (if given).
+    pub fn new(recorded: Option<KernelConfig>, user: Option<KernelConfig>) -> Self {
+        Self { recorded, user }
+    }
+
+    /// Whether the file recorded a configuration.
+    pub fn has_recorded(&self) -> bool {
+        self.recorded.is_some()
+    }
+
+    fn entry(&self, shape: Shape) -> Option<(&KernelConfigEntry, TilingOrigin)> {
+        let recorded = self.recorded.as_ref().and_then(|c| c.find(shape));
+        let user = self.user.as_ref().and_then(|c| c.find(shape));
+        recorded
+            .map(|e| (e, TilingOrigin::Recorded))
+            .or(user.map(|e| (e, TilingOrigin::UserConfig)))
+    }
+
+    /// The TL1 tiling for `shape` and where it came from.
+    pub fn tl1(&self, shape: Shape) -> Result<(Tl1Tiling, TilingOrigin), Error> {
+        match self.entry(shape) {
+            Some((entry, origin)) => {
+                let tiling = entry.tl1();
+                tiling.check(shape)?;
+                Ok((tiling, origin))
+            }
+            None => Tl1Tiling::derive(shape).map(|(t, s)| (t, TilingOrigin::Derived(s))),
+        }
+    }
+
+    /// The TL2 tiling for `shape` and where it came from.
+    pub fn tl2(&self, shape: Shape) -> Result<(Tl2Tiling, TilingOrigin), Error> {
+        match self.entry(shape) {
+            Some((entry, origin)) => {
+                let tiling = entry.tl2()?;
+                tiling.check(shape)?;
+                Ok((tiling, origin))
+            }
+            None => Tl2Tiling::derive(shape).map(|(t, s)| (t, TilingOrigin::Derived(s))),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -268,5 +342,23 @@ mod tests {
             .tl1_tiling(Shape::new(64, 64))
             .unwrap_err();
         assert!(err.to_string().contains("(256, 256), (128, 256)"), "{err}");
+    }
+
+    #[test]
+    fn resolver_prefers_recorded_then_user_then_rule() {
+        let recorded =
+            KernelConfig::parse("[Kernels_0]\nm = 256\nk = 256\nbm = 128\nbk = 64\nbmm = 64\n")
+                .unwrap();
+        let user = KernelConfig::parse("[Kernels_0]\nm = 256\nk = 256\nbm = 256\nbk = 128\nbmm = 32\n\n[Kernels_1]\nm = 128\nk = 256\nbm = 64\nbk = 128\nbmm = 64\n").unwrap();
+        let r = TilingResolver::new(Some(recorded), Some(user));
+        let (t, o) = r.tl1(Shape::new(256, 256)).unwrap();
+        assert_eq!(
+            (t.tile_rows, t.block_k, t.simd_rows, o),
+            (128, 64, 64, TilingOrigin::Recorded)
+        );
+        let (t, o) = r.tl1(Shape::new(128, 256)).unwrap();
+        assert_eq!((t.tile_rows, o), (64, TilingOrigin::UserConfig));
+        let (_, o) = r.tl1(Shape::new(2560, 2560)).unwrap();
+        assert_eq!(o, TilingOrigin::Derived(TilingSource::Proposed2B4T));
     }
 }

@@ -42,7 +42,7 @@ pub trait TernaryCodec {
     fn decode(&self, bytes: &[u8], shape: Shape) -> Result<TernaryTensor, Error>;
 }
 
-pub use kernel_config::{KernelConfig, KernelConfigEntry};
+pub use kernel_config::{KernelConfig, KernelConfigEntry, TilingOrigin, TilingResolver};
 pub use tiling::{Tl1Tiling, Tl2Tiling};
 
 /// What an encoder does with a scale the layout cannot store exactly (e.g. an f32 scale in an
