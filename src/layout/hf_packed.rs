@@ -320,15 +320,8 @@ fn round_f64_to_bf16(value: f64) -> half::bf16 {
     half::bf16::from_f32(f32::from_bits(bits | 1))
 }
 
-/// Whether a scale may be rounded when it does not fit exactly.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ScaleRounding {
-    /// An inexact scale is an error ([`Error::InexactScale`]).
-    #[default]
-    Exact,
-    /// Round to nearest (ties to even).
-    Nearest,
-}
+/// Whether a scale may be rounded when it does not fit exactly (the layout-wide policy).
+pub use super::ScaleRounding;
 
 /// How one checkpoint stores `weight_scale`: its dtype and its convention.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
