@@ -4,6 +4,7 @@
 //! *output* (packed bytes for encode, one byte per code for decode), on one thread and on all
 //! threads of the rayon pool.
 use bitnet_gguf::layout::dense::{Dense, DenseDtype};
+use bitnet_gguf::layout::hf_packed::HF_PACKED;
 use bitnet_gguf::layout::i2s::I2S;
 use bitnet_gguf::layout::tl1::Tl1;
 use bitnet_gguf::layout::tl2::Tl2;
@@ -49,6 +50,7 @@ fn main() {
         .collect();
     let tensor = TernaryTensor::new(shape, codes, 0.5).unwrap();
     let codecs: Vec<Box<dyn TernaryCodec + Sync>> = vec![
+        Box::new(HF_PACKED),
         Box::new(I2S),
         Box::new(Tl1::for_shape(shape).unwrap()),
         Box::new(Tl2::for_shape(shape).unwrap()),
@@ -97,6 +99,20 @@ fn main() {
         "{:<10} enc {:>5.2} (encode_into, reused buffer, 1 thread)",
         "I2_S",
         gbps(len, enc)
+    );
+    // The converter's hot path: HF packed bytes → canonical codes → I2_S into a reused buffer.
+    let hf_bytes = HF_PACKED.encode(&tensor).unwrap();
+    let (transcode, len) = one.install(|| {
+        time(|| {
+            let t = HF_PACKED.decode(&hf_bytes, shape).unwrap();
+            I2S.encode_into(&t, &mut out).unwrap();
+            out.len()
+        })
+    });
+    println!(
+        "{:<10} {:>5.2} GB/s of I2_S output (HF packed -> I2_S, 1 thread)",
+        "transcode",
+        gbps(len, transcode)
     );
     let (enc, len) = one.install(|| time(|| gpu_w2a8::pack(&tensor).unwrap().len()));
     let packed = gpu_w2a8::pack(&tensor).unwrap();

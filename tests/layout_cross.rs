@@ -20,9 +20,7 @@ fn ref_tiny_packed_through_every_layout_back_to_packed() {
             let weight = ckpt.tensor(&proj.hf_weight_name(layer)).unwrap();
             let scale = ckpt.tensor(&proj.hf_scale_name(layer)).unwrap();
             let format = ckpt.scale_format(layer, proj).unwrap();
-            let tensor = ckpt
-                .projection(layer, proj, ScaleRounding::Exact)
-                .unwrap();
+            let tensor = ckpt.projection(layer, proj, ScaleRounding::Exact).unwrap();
             let shape = tensor.shape();
             let codecs: Vec<Box<dyn TernaryCodec>> = vec![
                 Box::new(I2S),
@@ -50,7 +48,10 @@ fn ref_tiny_packed_through_every_layout_back_to_packed() {
                 .iter()
                 .map(|codec| {
                     let bytes = codec.encode(&tensor).unwrap();
-                    (codec.name().to_owned(), codec.decode(&bytes, shape).unwrap())
+                    (
+                        codec.name().to_owned(),
+                        codec.decode(&bytes, shape).unwrap(),
+                    )
                 })
                 .collect();
             // GPU W2A8 keeps its scale outside the packed bytes (a bf16 vector entry).
