@@ -87,7 +87,7 @@ fn main() {
                 .iter()
                 .map(|b| b & 0x77)
                 .collect::<Vec<_>>();
-            let tl2_len = tl2_payload_len(shape).expect("len").div_ceil(32) * 32 + 32;
+            let tl2_len = Tl2Tiling::payload_len(shape).expect("len").div_ceil(32) * 32 + 32;
             let tl2 = random_bytes(tl2_len, 3)
                 .iter()
                 .map(|b| b & 0x77)
@@ -113,7 +113,7 @@ fn main() {
                 let weight_bytes = [
                     m * k / 4,
                     m * k / 4,
-                    tl2_payload_len(shape).unwrap_or(0),
+                    Tl2Tiling::payload_len(shape).unwrap_or(0),
                     m * k / 256 * 66,
                 ];
                 for (i, name) in ["I2_S", "TL1", "TL2", "TQ2_0"].iter().enumerate() {

@@ -27,8 +27,9 @@ fn swizzled_row(pos: usize) -> usize {
     [0, 16, 8, 24][pos / 8] + pos % 8
 }
 
-/// Triplet patterns by magnitude index: `PATTERNS[i]` has `9*w0 + 3*w1 + w2 == i`.
-const PATTERNS: [[i8; 3]; 14] = [
+/// The 14 positive canonical triplet patterns by magnitude index (`spec/tl2.md` §2):
+/// `TRIPLET_PATTERNS[i]` has `9*w0 + 3*w1 + w2 == i`; a set sign bit negates the pattern.
+pub const TRIPLET_PATTERNS: [[i8; 3]; 14] = [
     [0, 0, 0],
     [0, 0, 1],
     [0, 1, -1],
@@ -261,7 +262,7 @@ impl TernaryCodec for Tl2 {
             |at, row, t| {
                 let byte = bytes[at];
                 for (half, idx) in [(0, byte >> 4), (1, byte & 15)] {
-                    let Some(pattern) = PATTERNS.get(usize::from(idx)) else {
+                    let Some(pattern) = TRIPLET_PATTERNS.get(usize::from(idx)) else {
                         note(Error::InvalidCode {
                             layout: name,
                             offset: at,

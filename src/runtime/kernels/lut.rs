@@ -2,6 +2,8 @@
 //! (`tl1.md` §6.2, `tl2.md` §6.2). Building is O(K) per row and shared by the scalar and AVX2
 //! kernels; the AVX2 kernels load the 16-byte halves straight into `pshufb` tables.
 
+use crate::layout::tl2::TRIPLET_PATTERNS;
+
 /// Bytes of one TL1/TL2 table group (16 entries, split into a low-byte and a high-byte half).
 pub const GROUP_BYTES: usize = 32;
 
@@ -33,24 +35,6 @@ pub fn tl1_entry(lut: &[u8], p: usize, c: u8) -> i16 {
     i16::from_le_bytes([lut[g + 16], lut[g]])
 }
 
-/// The 14 positive canonical TL2 triplet patterns (`tl2.md` §2), index = |9·w0 + 3·w1 + w2|.
-pub const TL2_PATTERNS: [[i16; 3]; 14] = [
-    [0, 0, 0],
-    [0, 0, 1],
-    [0, 1, -1],
-    [0, 1, 0],
-    [0, 1, 1],
-    [1, -1, -1],
-    [1, -1, 0],
-    [1, -1, 1],
-    [1, 0, -1],
-    [1, 0, 0],
-    [1, 0, 1],
-    [1, 1, -1],
-    [1, 1, 0],
-    [1, 1, 1],
-];
-
 /// TL2 LUT lengths `(three, two)` for a split `three_k + two_k`.
 pub fn tl2_lut_lens(three_k: usize, two_k: usize) -> (usize, usize) {
     (three_k / 3 * GROUP_BYTES, two_k / 2 * GROUP_BYTES)
@@ -67,8 +51,8 @@ pub fn tl2_build_luts(q: &[i8], three_k: usize, lut3: &mut [u8], lut2: &mut [u8]
     {
         let a = [i16::from(tri[0]), i16::from(tri[1]), i16::from(tri[2])];
         group.fill(0);
-        for (i, p) in TL2_PATTERNS.iter().enumerate() {
-            let v = p[0] * a[0] + p[1] * a[1] + p[2] * a[2];
+        for (i, p) in TRIPLET_PATTERNS.iter().enumerate() {
+            let v = i16::from(p[0]) * a[0] + i16::from(p[1]) * a[1] + i16::from(p[2]) * a[2];
             let [lo, hi] = v.to_le_bytes();
             group[i] = lo;
             group[16 + i] = hi;

@@ -254,15 +254,6 @@ impl<'a> Tl1Weights<'a> {
     }
 }
 
-/// TL2 payload length `L(M, K)` (`tl2.md` §3, Python floor division), or `None` on overflow.
-pub fn tl2_payload_len(shape: Shape) -> Option<usize> {
-    let m = i128::try_from(shape.rows).ok()?;
-    let k = i128::try_from(shape.cols).ok()?;
-    let a = ((k - 256) * m).div_euclid(3) * 5;
-    let l = a.div_euclid(8) + (256 * m).div_euclid(2) * 4 / 8;
-    usize::try_from(l).ok()
-}
-
 /// A TL2 tensor region (`tl2.md` §3, §5) with the tiling it was written with.
 #[derive(Debug, Clone, Copy)]
 pub struct Tl2Weights<'a> {
@@ -321,7 +312,11 @@ impl<'a> Tl2Weights<'a> {
             shape,
             rule: "size overflows".into(),
         };
-        let payload = tl2_payload_len(shape).ok_or_else(too_big)?;
+        let payload = Tl2Tiling::payload_len(shape).map_err(|e| Error::IllegalShape {
+            layout: L,
+            shape,
+            rule: e.to_string(),
+        })?;
         let m = shape.rows;
         let a = m.checked_mul(three_k).ok_or_else(too_big)? / 6;
         let b = m * three_k / 24;
