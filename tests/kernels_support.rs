@@ -2,8 +2,6 @@
 //! with the layout codecs of `src/layout/` (themselves pinned to upstream bytes by the layout
 //! tests), so the kernels are tested on exactly what the converter writes.
 
-use sha2::{Digest, Sha256};
-
 /// Reads a little-endian .npy v1 file; returns (descr, shape, data bytes).
 pub fn read_npy(path: &str) -> (String, Vec<usize>, Vec<u8>) {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
