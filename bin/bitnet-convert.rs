@@ -292,13 +292,31 @@ fn run(cli: Cli) -> Result<bool> {
     }
 }
 
+/// The error and its causes on one line, like `{:#}`, but leaving out a cause whose text the
+/// message before it already contains (library errors name their source in their own text).
+fn error_chain(err: &anyhow::Error) -> String {
+    let mut out = String::new();
+    let mut previous = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if !previous.contains(&text) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
+        }
+        previous = text;
+    }
+    out
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
         Err(err) => {
-            eprintln!("bitnet-convert: {err:#}");
+            eprintln!("bitnet-convert: {}", error_chain(&err));
             ExitCode::from(2)
         }
     }

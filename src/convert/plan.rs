@@ -388,18 +388,16 @@ fn copy_bytes<'s>(source: &'s ModelSource, job: &Job) -> Result<&'s [u8], Error>
     }
 }
 
-/// The shapes of every projection of the source (for tiling plans).
+/// The distinct projection shapes of the source's model, in projection order (q, k, v, o,
+/// gate, up, down: the order bitnet.cpp's codegen lists them in `kernel_config.ini`).
 pub fn projection_shapes(source: &ModelSource) -> Vec<Shape> {
     let mut out = Vec::new();
-    for t in source.tensors() {
-        if let TensorRole::Projection { proj, .. } = t.role {
-            let s = proj.shape(source.config());
-            if !out.contains(&s) {
-                out.push(s);
-            }
+    for proj in Projection::ALL {
+        let s = proj.shape(source.config());
+        if !out.contains(&s) {
+            out.push(s);
         }
     }
-    let _ = Projection::ALL;
     out
 }
 
