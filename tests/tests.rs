@@ -34,3 +34,9 @@ mod tokenizer;
 mod kernels_avx2;
 mod kernels_fixtures;
 mod kernels_support;
+// bitnet-convert: ref-tiny against upstream files, round trips, refusals, SIGKILL.
+mod convert_common;
+mod convert_errors;
+mod convert_kill;
+mod convert_ref_tiny;
+mod convert_roundtrip;

@@ -695,6 +695,28 @@ impl std::ops::Deref for MappedFile {
     }
 }
 
+impl MappedFile {
+    /// Lets the kernel drop the resident pages of `range` (they are read again from the file
+    /// if touched). Converters call it after a tensor is consumed so that the resident set of
+    /// a big input stays small. Out-of-range parts are ignored.
+    pub fn release(&self, range: std::ops::Range<usize>) {
+        let Some(map) = &self.map else { return };
+        let end = range.end.min(map.len());
+        if range.start >= end {
+            return;
+        }
+        // SAFETY: the map is a read-only, file-backed mapping; MADV_DONTNEED only drops clean
+        // pages, which are re-read from the file on the next access, so no data changes.
+        let _ = unsafe {
+            map.unchecked_advise_range(
+                memmap2::UncheckedAdvice::DontNeed,
+                range.start,
+                end - range.start,
+            )
+        };
+    }
+}
+
 /// Maps `path` read-only. Parse the result with [`GgufFile::parse`]:
 ///
 /// ```no_run

@@ -327,6 +327,42 @@ impl<W: Write> GgufWriter<W> {
         Ok(())
     }
 
+    /// Like [`GgufWriter::write_tensor`], but `fill` writes the data straight into the sink
+    /// (for tensors too big to hold in memory twice); it must write exactly the planned size.
+    pub fn write_tensor_streamed(
+        &mut self,
+        name: &str,
+        fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+    ) -> Result<(), Error> {
+        let Some(p) = self.plan.get(self.next) else {
+            return Err(Error::WriterOrder {
+                expected: "no more tensors".into(),
+                found: format!("tensor {name:?}"),
+            });
+        };
+        if p.desc.name != name {
+            return Err(Error::WriterOrder {
+                expected: format!("tensor {:?}", p.desc.name),
+                found: format!("tensor {name:?}"),
+            });
+        }
+        let expected = p.byte_len;
+        let mut counting = CountingWriter {
+            inner: &mut self.out,
+            count: 0,
+        };
+        fill(&mut counting)?;
+        if counting.count != expected {
+            return Err(Error::WriterOrder {
+                expected: format!("{expected} bytes for {name:?}"),
+                found: format!("{} bytes", counting.count),
+            });
+        }
+        write_zeros(&mut self.out, pad_len(expected, self.alignment))?;
+        self.next += 1;
+        Ok(())
+    }
+
     /// Checks that every tensor was written, flushes, and returns the sink.
     pub fn finish(mut self) -> Result<W, Error> {
         if let Some(p) = self.plan.get(self.next) {
@@ -403,5 +439,23 @@ mod tests {
         assert_eq!(m.keys().collect::<Vec<_>>(), ["a", "b", "c"]);
         assert!(m.remove("b"));
         assert_eq!(m.keys().collect::<Vec<_>>(), ["a", "c"]);
+    }
+}
+
+/// Counts the bytes passed through to `inner`.
+struct CountingWriter<'a, W: Write> {
+    inner: &'a mut W,
+    count: u64,
+}
+
+impl<W: Write> Write for CountingWriter<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.count += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
     }
 }

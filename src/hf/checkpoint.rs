@@ -482,6 +482,30 @@ impl Checkpoint {
             })
     }
 
+    /// Lets the kernel drop the resident pages of tensor `name` (re-read from the file if
+    /// touched again); converters call it once a tensor is consumed. Unknown names are ignored.
+    pub fn release(&self, name: &str) {
+        let Some(e) = self.tensors.get(name) else {
+            return;
+        };
+        let Some(shard) = self.shards.get(e.file) else {
+            return;
+        };
+        let end = e.range.end.min(shard.map.len());
+        if e.range.start >= end {
+            return;
+        }
+        // SAFETY: a read-only, file-backed mapping: MADV_DONTNEED drops clean pages only, which
+        // the kernel reads again from the file on the next access, so no data changes.
+        let _ = unsafe {
+            shard.map.unchecked_advise_range(
+                memmap2::UncheckedAdvice::DontNeed,
+                e.range.start,
+                end - e.range.start,
+            )
+        };
+    }
+
     /// How this (packed) checkpoint stores a projection's `weight_scale`.
     pub fn scale_format(&self, layer: usize, proj: Projection) -> Result<HfScale, Error> {
         let t = self.tensor(&proj.hf_scale_name(layer))?;

@@ -1,0 +1,160 @@
+//! `gguf-to-gguf`: one ternary layout to another; every other tensor and key kept.
+
+use super::metadata::file_type;
+use super::plan::{projection_shapes, projection_type, Job, TlPlan};
+use super::source::{ModelSource, UserKernelConfig, TL_KERNEL_CONFIG_KEY, TL_TILING_SOURCE_KEY};
+use super::verify::{self, VerifyOptions};
+use super::{check_output, write_gguf, ConvertReport, Error};
+use crate::gguf::{keys, GgmlType, MetaValue, Metadata};
+use crate::hf::names::TensorRole;
+use crate::layout::LayoutKind;
+use std::path::PathBuf;
+
+/// Options of `bitnet-convert gguf-to-gguf`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GgufToGguf {
+    /// The GGUF file to read.
+    pub input: PathBuf,
+    /// The GGUF file to write.
+    pub output: PathBuf,
+    /// Projection layout of the output.
+    pub layout: LayoutKind,
+    /// Tiling for TL inputs without recorded tiling and for TL outputs.
+    pub kernel_config: Option<PathBuf>,
+    /// Re-read the output and compare it with the input.
+    pub verify: bool,
+    /// No progress bar.
+    pub quiet: bool,
+}
+
+/// Converts between GGUF layouts.
+pub fn gguf_to_gguf(opts: &GgufToGguf) -> Result<ConvertReport, Error> {
+    if !super::plan::GGUF_LAYOUTS.contains(&opts.layout) {
+        return Err(Error::Usage {
+            what: format!("--layout {} cannot be written to GGUF", opts.layout),
+        });
+    }
+    check_output(&[&opts.input], &opts.output)?;
+    let user_tiling = opts
+        .kernel_config
+        .as_deref()
+        .map(UserKernelConfig::read)
+        .transpose()?;
+    let source = ModelSource::open(&opts.input, user_tiling.as_ref())?;
+    if !source.is_gguf() {
+        return Err(Error::Usage {
+            what: format!("{}: gguf-to-gguf needs a GGUF file", opts.input.display()),
+        });
+    }
+    let mut notes = vec![format!(
+        "input: {} ({})",
+        opts.input.display(),
+        source.describe()
+    )];
+    if let Some(origin) = source.tiling_origin() {
+        notes.push(format!("input TL tiling read from {origin}"));
+    }
+    let mut meta = {
+        let file = source.gguf_file()?.ok_or_else(|| Error::Usage {
+            what: "not a GGUF file".into(),
+        })?;
+        Metadata::from_file(&file)
+    };
+    meta.set(keys::FILE_TYPE, MetaValue::U32(file_type(opts.layout)));
+    meta.remove(TL_KERNEL_CONFIG_KEY);
+    meta.remove(TL_TILING_SOURCE_KEY);
+    let tl = match opts.layout {
+        LayoutKind::TL1 | LayoutKind::TL2 => {
+            let plan = TlPlan::new(
+                opts.layout,
+                &projection_shapes(&source),
+                user_tiling.as_ref(),
+            )?;
+            meta.set(
+                TL_KERNEL_CONFIG_KEY,
+                MetaValue::String(plan.config.to_ini_string()),
+            );
+            meta.set(TL_TILING_SOURCE_KEY, MetaValue::String(plan.source.into()));
+            notes.push(format!(
+                "output {} tiling: {}",
+                opts.layout,
+                if plan.source == "derived" {
+                    "derived".to_string()
+                } else {
+                    user_tiling
+                        .as_ref()
+                        .map(|u| u.path.display().to_string())
+                        .unwrap_or_default()
+                }
+            ));
+            Some(plan)
+        }
+        _ => None,
+    };
+    let config = source.config().clone();
+    let mut jobs = Vec::new();
+    let mut fallbacks = Vec::new();
+    let file = source.gguf_file()?;
+    for t in source.tensors() {
+        let ty_in = file
+            .as_ref()
+            .and_then(|f| f.tensor(&t.name))
+            .map(|i| i.ggml_type)
+            .unwrap_or(GgmlType::F32);
+        let mut job = match t.role {
+            TensorRole::Projection { proj, .. } => {
+                let ty = projection_type(opts.layout, proj.shape(&config));
+                if ty == GgmlType::F16 && opts.layout != LayoutKind::F16 {
+                    fallbacks.push(t.name.clone());
+                }
+                Job::new(&source, t.role, t.name.clone(), ty)
+            }
+            _ => {
+                let mut j = Job::new(&source, t.role, t.name.clone(), ty_in);
+                j.copy = true;
+                j
+            }
+        };
+        job.desc.name = t.name.clone();
+        jobs.push(job);
+    }
+    drop(file);
+    if !fallbacks.is_empty() {
+        notes.push(format!(
+            "{} needs K % 256 == 0: {} projection(s) stored as F16 instead (lossless): {}",
+            opts.layout,
+            fallbacks.len(),
+            fallbacks.join(", ")
+        ));
+    }
+    let (bytes, outcome) =
+        write_gguf(&source, &meta, &jobs, tl.as_ref(), &opts.output, opts.quiet)?;
+    if !outcome.rounded_scales.is_empty() {
+        notes.push(format!(
+            "{} scale(s) rounded to the layout's 16-bit scale type",
+            outcome.rounded_scales.len()
+        ));
+    }
+    let verify = if opts.verify {
+        let written = ModelSource::open(&opts.output, None)?;
+        let options = VerifyOptions {
+            scale_ulps: if outcome.rounded_scales.is_empty() {
+                0
+            } else {
+                1 << 16
+            },
+            skip_dense: false,
+            dense_as_output: true,
+        };
+        Some(verify::compare(&source, &written, &options)?)
+    } else {
+        None
+    };
+    Ok(ConvertReport {
+        output: opts.output.clone(),
+        bytes,
+        tensors: jobs.len(),
+        notes,
+        verify,
+    })
+}

@@ -1,0 +1,435 @@
+//! Which tensors an output gets, with which names, types and order, and the streaming loop that
+//! produces their bytes: ternary projections are decoded and encoded in parallel (rayon) a
+//! bounded window at a time; dense tensors are converted in chunks straight into the output.
+
+use super::source::{DenseData, ModelSource, UserKernelConfig};
+use super::Error;
+use crate::gguf::{GgmlType, GgufWriter, TensorDesc};
+use crate::hf::names::{Projection, TensorRole};
+use crate::layout::dense::{encode_dense, DenseDtype};
+use crate::layout::i2s::I2S;
+use crate::layout::tiling::{Tl1Tiling, Tl2Tiling};
+use crate::layout::tl1::Tl1;
+use crate::layout::tl2::Tl2;
+use crate::layout::tq1_0::TQ1_0;
+use crate::layout::tq2_0::TQ2_0;
+use crate::layout::{KernelConfig, LayoutKind, ScaleRounding, Shape, TernaryCodec, TernaryTensor};
+use rayon::prelude::*;
+use std::collections::BTreeMap;
+use std::io::Write;
+
+/// Projection layouts a GGUF output can have.
+pub const GGUF_LAYOUTS: [LayoutKind; 8] = [
+    LayoutKind::I2_S,
+    LayoutKind::TL1,
+    LayoutKind::TL2,
+    LayoutKind::TQ1_0,
+    LayoutKind::TQ2_0,
+    LayoutKind::F16,
+    LayoutKind::BF16,
+    LayoutKind::F32,
+];
+
+/// Type of `token_embd.weight` in a new file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[allow(non_camel_case_types)]
+pub enum EmbedType {
+    /// IEEE half (bitnet.cpp's choice).
+    #[default]
+    F16,
+    /// IEEE single.
+    F32,
+    /// ggml Q8_0 (32-value blocks, f16 `d = amax/127`, `q = round(x/d)`), lossy.
+    Q8_0,
+}
+
+impl EmbedType {
+    /// The GGUF type.
+    pub fn ggml_type(self) -> GgmlType {
+        match self {
+            EmbedType::F16 => GgmlType::F16,
+            EmbedType::F32 => GgmlType::F32,
+            EmbedType::Q8_0 => GgmlType::Q8_0,
+        }
+    }
+
+    /// Parses `f16`, `f32` or `q8_0`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name.to_ascii_lowercase().as_str() {
+            "f16" => Some(EmbedType::F16),
+            "f32" => Some(EmbedType::F32),
+            "q8_0" => Some(EmbedType::Q8_0),
+            _ => None,
+        }
+    }
+}
+
+/// The TL1/TL2 tiling chosen for every projection shape of an output, and where it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlPlan {
+    /// TL1 or TL2.
+    pub layout: LayoutKind,
+    /// One section per shape, in first-use order (what `bitnet.tl.kernel_config` records).
+    pub config: KernelConfig,
+    /// `"kernel_config.ini"` or `"derived"`.
+    pub source: &'static str,
+    tl1: BTreeMap<(usize, usize), Tl1Tiling>,
+    tl2: BTreeMap<(usize, usize), Tl2Tiling>,
+}
+
+impl TlPlan {
+    /// Chooses tilings for `shapes` from `user` (every shape must be listed) or by derivation.
+    pub fn new(
+        layout: LayoutKind,
+        shapes: &[Shape],
+        user: Option<&UserKernelConfig>,
+    ) -> Result<Self, Error> {
+        let mut plan = TlPlan {
+            layout,
+            config: KernelConfig::default(),
+            source: if user.is_some() {
+                "kernel_config.ini"
+            } else {
+                "derived"
+            },
+            tl1: BTreeMap::new(),
+            tl2: BTreeMap::new(),
+        };
+        let err = |source| match user {
+            Some(u) => Error::KernelConfig {
+                path: u.path.clone(),
+                source,
+            },
+            None => Error::Usage {
+                what: format!("no {layout} tiling can be derived: {source}"),
+            },
+        };
+        for &shape in shapes {
+            let key = (shape.rows, shape.cols);
+            if plan.tl1.contains_key(&key) || plan.tl2.contains_key(&key) {
+                continue;
+            }
+            if layout == LayoutKind::TL1 {
+                let tiling = match user {
+                    Some(u) => u.config.tl1_tiling(shape).map_err(err)?,
+                    None => Tl1Tiling::derive(shape).map_err(err)?.0,
+                };
+                plan.config.push_tl1(shape, tiling);
+                plan.tl1.insert(key, tiling);
+            } else {
+                let tiling = match user {
+                    Some(u) => u.config.tl2_tiling(shape).map_err(err)?,
+                    None => Tl2Tiling::derive(shape).map_err(err)?.0,
+                };
+                plan.config.push_tl2(shape, tiling);
+                plan.tl2.insert(key, tiling);
+            }
+        }
+        Ok(plan)
+    }
+
+    fn tl1(&self, shape: Shape) -> Option<Tl1Tiling> {
+        self.tl1.get(&(shape.rows, shape.cols)).copied()
+    }
+
+    fn tl2(&self, shape: Shape) -> Option<Tl2Tiling> {
+        self.tl2.get(&(shape.rows, shape.cols)).copied()
+    }
+}
+
+/// The GGUF type a projection of `shape` gets for `layout` (TQ1_0/TQ2_0 need K % 256 == 0;
+/// other projections fall back to F16, lossless, as gguf-py does).
+pub fn projection_type(layout: LayoutKind, shape: Shape) -> GgmlType {
+    match layout {
+        LayoutKind::TQ1_0 | LayoutKind::TQ2_0 if shape.cols % 256 != 0 => GgmlType::F16,
+        LayoutKind::TQ1_0 => GgmlType::TQ1_0,
+        LayoutKind::TQ2_0 => GgmlType::TQ2_0,
+        LayoutKind::TL1 => GgmlType::TL1,
+        LayoutKind::TL2 => GgmlType::TL2,
+        LayoutKind::F16 => GgmlType::F16,
+        LayoutKind::BF16 => GgmlType::BF16,
+        LayoutKind::F32 => GgmlType::F32,
+        _ => GgmlType::I2_S,
+    }
+}
+
+/// Encodes one projection as `ty`. Scales a 16-bit slot cannot hold exactly are rounded to
+/// nearest (only master-derived scales can be inexact); the second value says so.
+pub fn encode_projection(
+    tensor: &TernaryTensor,
+    ty: GgmlType,
+    tl: Option<&TlPlan>,
+) -> Result<(Vec<u8>, bool), crate::layout::Error> {
+    let shape = tensor.shape();
+    let half_scale = |t: &TernaryTensor| {
+        let s = half::f16::from_f32(t.scale()).to_f32();
+        (t.clone().with_scale(s), s != t.scale())
+    };
+    let missing_tiling = |layout: &'static str| crate::layout::Error::Tiling {
+        layout,
+        what: format!("no tiling planned for {shape}"),
+    };
+    Ok(match ty {
+        GgmlType::I2_S => {
+            let mut out = vec![0u8; I2S.byte_len(shape)?];
+            I2S.encode_into(tensor, &mut out)?;
+            (out, false)
+        }
+        GgmlType::TL1 => {
+            let tiling = tl
+                .and_then(|p| p.tl1(shape))
+                .ok_or_else(|| missing_tiling("TL1"))?;
+            (Tl1::new(tiling).encode(tensor)?, false)
+        }
+        GgmlType::TL2 => {
+            let tiling = tl
+                .and_then(|p| p.tl2(shape))
+                .ok_or_else(|| missing_tiling("TL2"))?;
+            (Tl2::new(tiling).encode(tensor)?, false)
+        }
+        GgmlType::TQ1_0 => {
+            let (t, rounded) = half_scale(tensor);
+            (TQ1_0.encode(&t)?, rounded)
+        }
+        GgmlType::TQ2_0 => {
+            let (t, rounded) = half_scale(tensor);
+            (TQ2_0.encode(&t)?, rounded)
+        }
+        GgmlType::F16 | GgmlType::BF16 | GgmlType::F32 => {
+            let dtype = match ty {
+                GgmlType::F16 => DenseDtype::F16,
+                GgmlType::BF16 => DenseDtype::BF16,
+                _ => DenseDtype::F32,
+            };
+            let rounded = dtype.round(tensor.scale()) != tensor.scale();
+            (
+                encode_dense(tensor, dtype, ScaleRounding::Nearest)?,
+                rounded,
+            )
+        }
+        other => {
+            return Err(crate::layout::Error::IllegalShape {
+                layout: "projection",
+                shape,
+                rule: format!("{} is not a ternary layout", other.name()),
+            })
+        }
+    })
+}
+
+/// One output tensor and how to make it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    /// Output name and type.
+    pub desc: TensorDesc,
+    /// The source tensor.
+    pub role: TensorRole,
+    /// Copy the source bytes unchanged (same type in and out).
+    pub copy: bool,
+}
+
+impl Job {
+    /// A job for `role` written as `ty`, dims from the source's config.
+    pub fn new(source: &ModelSource, role: TensorRole, name: String, ty: GgmlType) -> Self {
+        let mut dims: Vec<u64> = source.dense_shape(role).iter().map(|&d| d as u64).collect();
+        dims.reverse();
+        Job {
+            desc: TensorDesc::new(name, dims, ty),
+            role,
+            copy: false,
+        }
+    }
+}
+
+/// Converts `values` to `ty`'s bytes (F16/BF16 round to nearest even; Q8_0 as gguf-py does).
+pub fn encode_values(values: &[f32], ty: GgmlType, out: &mut Vec<u8>) {
+    match ty {
+        GgmlType::F32 => out.extend(values.iter().flat_map(|v| v.to_le_bytes())),
+        GgmlType::F16 => out.extend(
+            values
+                .iter()
+                .flat_map(|&v| half::f16::from_f32(v).to_le_bytes()),
+        ),
+        GgmlType::BF16 => out.extend(
+            values
+                .iter()
+                .flat_map(|&v| half::bf16::from_f32(v).to_le_bytes()),
+        ),
+        _ => {
+            // Q8_0, the reference of gguf-py `quants.py` / ggml `quantize_row_q8_0_ref`:
+            // d = amax / 127 (f32), q = round-half-away(x * (1/d)), d stored as f16.
+            for block in values.chunks(32) {
+                let amax = block.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+                let d = amax / 127.0;
+                let id = if d == 0.0 { 0.0 } else { 1.0 / d };
+                out.extend_from_slice(&half::f16::from_f32(d).to_le_bytes());
+                out.extend(block.iter().map(|&x| (x * id).round() as i8 as u8));
+            }
+        }
+    }
+}
+
+/// Streams a dense tensor into `out` as `ty`, 1 Mi elements at a time.
+fn stream_dense(data: &DenseData<'_>, ty: GgmlType, out: &mut dyn Write) -> std::io::Result<()> {
+    const CHUNK: usize = 1 << 20;
+    let n = data.len();
+    let mut values = vec![0.0f32; CHUNK.min(n)];
+    let mut bytes = Vec::with_capacity(CHUNK * 4);
+    let mut first = 0;
+    while first < n {
+        let len = CHUNK.min(n - first);
+        data.to_f32_into(first, &mut values[..len]);
+        bytes.clear();
+        encode_values(&values[..len], ty, &mut bytes);
+        out.write_all(&bytes)?;
+        first += len;
+    }
+    Ok(())
+}
+
+/// Progress reporting (indicatif on stderr when it is a terminal and not `quiet`).
+pub(crate) fn progress_bar(len: usize, quiet: bool) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if quiet || !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(len as u64);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} tensors {msg}",
+    ) {
+        bar.set_style(style);
+    }
+    bar
+}
+
+/// What happened while writing, for the report.
+#[derive(Debug, Default)]
+pub(crate) struct WriteOutcome {
+    pub rounded_scales: Vec<String>,
+}
+
+/// Writes every job's data in order. Projections are produced in parallel, a window of
+/// `2 × threads` tensors at a time, so at most that many decoded tensors are in memory.
+pub(crate) fn write_jobs<W: Write>(
+    source: &ModelSource,
+    jobs: &[Job],
+    tl: Option<&TlPlan>,
+    writer: &mut GgufWriter<W>,
+    quiet: bool,
+) -> Result<WriteOutcome, Error> {
+    let out_path = std::path::PathBuf::from("output");
+    let bar = progress_bar(jobs.len(), quiet);
+    let window = 2 * rayon::current_num_threads().max(1);
+    let mut outcome = WriteOutcome::default();
+    for chunk in jobs.chunks(window) {
+        let encoded: Vec<Result<Option<(Vec<u8>, bool)>, Error>> = chunk
+            .par_iter()
+            .map(|job| match job.role {
+                TensorRole::Projection { layer, proj } if !job.copy => {
+                    let tensor = source.ternary(layer, proj)?;
+                    encode_projection(&tensor, job.desc.ggml_type, tl)
+                        .map(Some)
+                        .map_err(|e| Error::layout(&out_path, &job.desc.name, e))
+                }
+                _ => Ok(None),
+            })
+            .collect();
+        for (job, result) in chunk.iter().zip(encoded) {
+            let gguf_err = |source| Error::Gguf {
+                path: out_path.clone(),
+                source,
+            };
+            match result? {
+                Some((bytes, rounded)) => {
+                    if rounded {
+                        outcome.rounded_scales.push(job.desc.name.clone());
+                    }
+                    writer
+                        .write_tensor(&job.desc.name, &bytes)
+                        .map_err(gguf_err)?;
+                }
+                None if job.copy => {
+                    let bytes = copy_bytes(source, job)?;
+                    writer
+                        .write_tensor(&job.desc.name, bytes)
+                        .map_err(gguf_err)?;
+                }
+                None => {
+                    let data = source.dense(job.role)?;
+                    let ty = job.desc.ggml_type;
+                    if ty == GgmlType::Q8_0 && data.len() % 32 != 0 {
+                        return Err(Error::BadTensor {
+                            path: source.path().to_path_buf(),
+                            tensor: job.desc.name.clone(),
+                            expected: "a multiple of 32 elements for Q8_0".into(),
+                            found: format!("{} elements", data.len()),
+                        });
+                    }
+                    writer
+                        .write_tensor_streamed(&job.desc.name, |out| stream_dense(&data, ty, out))
+                        .map_err(gguf_err)?;
+                }
+            }
+            source.release(job.role);
+            bar.inc(1);
+        }
+    }
+    bar.finish_and_clear();
+    Ok(outcome)
+}
+
+/// The source bytes of a tensor copied unchanged (GGUF to GGUF).
+fn copy_bytes<'s>(source: &'s ModelSource, job: &Job) -> Result<&'s [u8], Error> {
+    match job.role {
+        TensorRole::Projection { .. } => Err(Error::Usage {
+            what: format!("projection `{}` cannot be copied", job.desc.name),
+        }),
+        role => Ok(source.dense(role)?.bytes()),
+    }
+}
+
+/// The distinct projection shapes of the source's model, in projection order (q, k, v, o,
+/// gate, up, down: the order bitnet.cpp's codegen lists them in `kernel_config.ini`).
+pub fn projection_shapes(source: &ModelSource) -> Vec<Shape> {
+    let mut out = Vec::new();
+    for proj in Projection::ALL {
+        let s = proj.shape(source.config());
+        if !out.contains(&s) {
+            out.push(s);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn q8_0_matches_the_reference_rule() {
+        let mut values = vec![0.0f32; 32];
+        values[0] = 1.27;
+        values[1] = -0.635;
+        values[2] = 0.005;
+        let mut out = Vec::new();
+        encode_values(&values, GgmlType::Q8_0, &mut out);
+        assert_eq!(out.len(), 34);
+        let d = half::f16::from_le_bytes([out[0], out[1]]).to_f32();
+        assert!((d - 0.01).abs() < 1e-5);
+        assert_eq!(out[2] as i8, 127);
+        assert_eq!(out[3] as i8, -64); // -63.5 rounds away from zero
+        assert_eq!(out[4] as i8, 1); // 0.5 rounds away from zero
+    }
+
+    #[test]
+    fn tq_falls_back_to_f16_when_k_is_not_a_multiple_of_256() {
+        assert_eq!(
+            projection_type(LayoutKind::TQ2_0, Shape::new(256, 384)),
+            GgmlType::F16
+        );
+        assert_eq!(
+            projection_type(LayoutKind::TQ1_0, Shape::new(256, 512)),
+            GgmlType::TQ1_0
+        );
+    }
+}
