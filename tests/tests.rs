@@ -32,3 +32,6 @@ mod tokenizer;
 mod kernels_avx2;
 mod kernels_fixtures;
 mod kernels_support;
+// bitnet-run: the runtime against transformers, ik_llama.cpp and itself.
+mod run_common;
+mod run_hidden;
