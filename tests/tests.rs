@@ -35,3 +35,4 @@ mod kernels_support;
 // bitnet-run: the runtime against transformers, ik_llama.cpp and itself.
 mod run_common;
 mod run_hidden;
+mod run_parity;
