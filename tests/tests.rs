@@ -40,3 +40,7 @@ mod convert_errors;
 mod convert_kill;
 mod convert_ref_tiny;
 mod convert_roundtrip;
+// bitnet-run: the runtime against transformers, ik_llama.cpp and itself.
+mod run_common;
+mod run_hidden;
+mod run_parity;

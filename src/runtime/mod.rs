@@ -1,6 +1,19 @@
-//! CPU runtime: model, kernels, tokenizer, sampling. (Being built: issue 5.)
+//! CPU runtime: model loading, the forward pass, generation, parity checks, perplexity and
+//! benchmarks, over the table-lookup and ternary kernels.
 
+pub mod bench;
+pub mod error;
+pub mod forward;
+pub mod generate;
 pub mod kernels;
+pub mod model;
 pub mod ops;
+pub mod parity;
+pub mod perplexity;
 pub mod sampling;
+pub mod synth;
 pub mod tokenizer;
+
+pub use error::Error;
+pub use forward::{KvPrecision, Logits, Session};
+pub use model::{tokenizer_from_gguf, HyperParams, LoadOptions, Model, Projection};

@@ -1,0 +1,393 @@
+//! The BitNet b1.58 forward pass (`bitnet-arch.md` §8, `hf-formats.md` §3) over a KV cache.
+//!
+//! [`Session::forward`] takes any number of new tokens. Several tokens go through each layer
+//! together (the prompt path: one activation quantization per projection input, GEMM kernels
+//! over all rows); one token is the decode path (GEMV). Every step is row-independent — the
+//! quantizer is per token and the kernels compute each output row from its own activation row
+//! with the same code — so both paths give bit-identical logits.
+
+use super::error::Error;
+use super::kernels::{Kernels, QuantRule, QuantizedRows};
+use super::model::{Layer, Model};
+use super::ops::{relu2_mul, rms_norm_in_place, softmax_in_place, KvCache, RopeTable};
+
+/// Which logits a forward call returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Logits {
+    /// None (only fill the cache).
+    None,
+    /// The last position's logits (`vocab` values).
+    Last,
+    /// Every new position's logits (`tokens × vocab`, row-major).
+    All,
+}
+
+/// Storage precision of the key/value cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KvPrecision {
+    /// f32 keys, values, queries and attention weights: the arithmetic of transformers (the
+    /// default: an F16 cache rounds v before `attn_sub_norm` and the int8 quantizer, which on
+    /// ref-tiny moves logits by 0.066 mean |Δ| from transformers instead of ~0.01).
+    #[default]
+    F32,
+    /// llama.cpp's default: F16 cache, query and attention weights rounded to F16
+    /// (`bitnet-arch.md` §8.4).
+    F16,
+}
+
+/// A per-layer key/value cache in f32.
+#[derive(Debug, Clone)]
+struct KvCacheF32 {
+    kv_dim: usize,
+    keys: Vec<f32>,
+    values: Vec<f32>,
+}
+
+impl KvCacheF32 {
+    fn attend(
+        &self,
+        q: &[f32],
+        n_pos: usize,
+        (n_head, n_head_kv, head_dim): (usize, usize, usize),
+        out: &mut [f32],
+        scores: &mut [f32],
+    ) {
+        let group = n_head / n_head_kv;
+        let scale = 1.0 / (head_dim as f32).sqrt();
+        for h in 0..n_head {
+            let kv = h / group;
+            let qh = &q[h * head_dim..(h + 1) * head_dim];
+            let scores = &mut scores[..n_pos];
+            for (p, s) in scores.iter_mut().enumerate() {
+                let k = &self.keys[p * self.kv_dim + kv * head_dim..][..head_dim];
+                *s = k.iter().zip(qh).map(|(a, b)| a * b).sum::<f32>() * scale;
+            }
+            softmax_in_place(scores);
+            let o = &mut out[h * head_dim..(h + 1) * head_dim];
+            o.fill(0.0);
+            for (p, &w) in scores.iter().enumerate() {
+                let v = &self.values[p * self.kv_dim + kv * head_dim..][..head_dim];
+                for (acc, &x) in o.iter_mut().zip(v) {
+                    *acc += w * x;
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Cache {
+    F16(KvCache),
+    F32(KvCacheF32),
+}
+
+impl Cache {
+    fn clear(&mut self) {
+        match self {
+            Cache::F16(c) => c.clear(),
+            Cache::F32(c) => {
+                c.keys.clear();
+                c.values.clear();
+            }
+        }
+    }
+}
+
+/// Reusable buffers of one forward call.
+#[derive(Debug, Default)]
+struct Scratch {
+    x: Vec<f32>,
+    a: Vec<f32>,
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    att: Vec<f32>,
+    o: Vec<f32>,
+    gate: Vec<f32>,
+    up: Vec<f32>,
+    scores: Vec<f32>,
+    dense: Vec<f32>,
+    cos: Vec<f32>,
+    sin: Vec<f32>,
+    quant: QuantizedRows,
+}
+
+/// A model, its kernels and a KV cache: the state of one sequence.
+#[derive(Debug)]
+pub struct Session<'a> {
+    model: &'a Model<'a>,
+    kernels: &'a Kernels,
+    rope: RopeTable,
+    caches: Vec<Cache>,
+    capacity: usize,
+    pos: usize,
+    scratch: Scratch,
+}
+
+impl<'a> Session<'a> {
+    /// A session with room for `capacity` positions (0: the model's context length) and an
+    /// f32 KV cache.
+    pub fn new(model: &'a Model<'a>, kernels: &'a Kernels, capacity: usize) -> Self {
+        Self::with_kv_precision(model, kernels, capacity, KvPrecision::F32)
+    }
+
+    /// As [`Session::new`] with the KV cache in `precision`.
+    pub fn with_kv_precision(
+        model: &'a Model<'a>,
+        kernels: &'a Kernels,
+        capacity: usize,
+        precision: KvPrecision,
+    ) -> Self {
+        let hp = &model.hparams;
+        let capacity = if capacity == 0 {
+            hp.context_length
+        } else {
+            capacity
+        };
+        Self {
+            model,
+            kernels,
+            rope: RopeTable::new(hp.rope_dims, hp.rope_theta),
+            caches: (0..hp.block_count)
+                .map(|_| match precision {
+                    KvPrecision::F16 => Cache::F16(KvCache::new(hp.kv_dim(), capacity)),
+                    KvPrecision::F32 => Cache::F32(KvCacheF32 {
+                        kv_dim: hp.kv_dim(),
+                        keys: Vec::new(),
+                        values: Vec::new(),
+                    }),
+                })
+                .collect(),
+            capacity,
+            pos: 0,
+            scratch: Scratch::default(),
+        }
+    }
+
+    /// The model.
+    pub fn model(&self) -> &'a Model<'a> {
+        self.model
+    }
+
+    /// The kernels.
+    pub fn kernels(&self) -> &'a Kernels {
+        self.kernels
+    }
+
+    /// Positions already in the cache.
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
+    /// Cache capacity in positions.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Forgets every cached position.
+    pub fn reset(&mut self) {
+        self.pos = 0;
+        self.caches.iter_mut().for_each(Cache::clear);
+    }
+
+    /// Runs `tokens` (positions `position()..`) through the network and returns the requested
+    /// logits.
+    pub fn forward(&mut self, tokens: &[u32], want: Logits) -> Result<Vec<f32>, Error> {
+        self.run(tokens, want, None)
+    }
+
+    /// As [`Session::forward`], and also records the residual stream of every new position:
+    /// `hidden[0]` after the embedding, `hidden[1 + l]` after layer `l`, and last the output of
+    /// the final norm (each `tokens × d`), matching `hidden_*.safetensors` of the references.
+    pub fn forward_capture(
+        &mut self,
+        tokens: &[u32],
+        want: Logits,
+        hidden: &mut Vec<Vec<f32>>,
+    ) -> Result<Vec<f32>, Error> {
+        self.run(tokens, want, Some(hidden))
+    }
+
+    fn run(
+        &mut self,
+        tokens: &[u32],
+        want: Logits,
+        mut hidden: Option<&mut Vec<Vec<f32>>>,
+    ) -> Result<Vec<f32>, Error> {
+        let model = self.model;
+        let hp = &model.hparams;
+        let d = hp.embedding_length;
+        let n = tokens.len();
+        if n == 0 {
+            return Err(Error::Invalid("forward: no tokens".into()));
+        }
+        if self.pos + n > self.capacity {
+            return Err(Error::ContextFull {
+                needed: self.pos + n,
+                capacity: self.capacity,
+            });
+        }
+        for &id in tokens {
+            if id as usize >= hp.vocab_size {
+                return Err(Error::TokenOutOfRange {
+                    id,
+                    vocab: hp.vocab_size,
+                });
+            }
+        }
+        let mut s = std::mem::take(&mut self.scratch);
+        s.x.resize(n * d, 0.0);
+        for (row, &id) in s.x.chunks_exact_mut(d).zip(tokens) {
+            model.token_embd.row_to_f32(id as usize, row);
+        }
+        if let Some(h) = hidden.as_deref_mut() {
+            h.clear();
+            h.push(s.x.clone());
+        }
+        let result = (|| {
+            for (l, layer) in model.layers.iter().enumerate() {
+                self.layer(l, layer, n, &mut s)?;
+                if let Some(h) = hidden.as_deref_mut() {
+                    h.push(s.x.clone());
+                }
+            }
+            self.pos += n;
+            let rows: Vec<usize> = match want {
+                Logits::None => {
+                    if let Some(h) = hidden.as_deref_mut() {
+                        let mut normed = s.x.clone();
+                        for row in normed.chunks_exact_mut(d) {
+                            rms_norm_in_place(row, &model.output_norm, hp.rms_eps);
+                        }
+                        h.push(normed);
+                    }
+                    return Ok(Vec::new());
+                }
+                Logits::Last => vec![n - 1],
+                Logits::All => (0..n).collect(),
+            };
+            if let Some(h) = hidden.as_deref_mut() {
+                let mut normed = s.x.clone();
+                for row in normed.chunks_exact_mut(d) {
+                    rms_norm_in_place(row, &model.output_norm, hp.rms_eps);
+                }
+                h.push(normed);
+            }
+            s.a.clear();
+            for &t in &rows {
+                s.a.extend_from_slice(&s.x[t * d..(t + 1) * d]);
+            }
+            for row in s.a.chunks_exact_mut(d) {
+                rms_norm_in_place(row, &model.output_norm, hp.rms_eps);
+            }
+            let mut logits = vec![0f32; rows.len() * hp.vocab_size];
+            model.output.matmul(self.kernels, &s.a, &mut logits)?;
+            Ok(logits)
+        })();
+        self.scratch = s;
+        result
+    }
+
+    /// One decoder layer over the `n` rows of `s.x` (positions `self.pos..self.pos + n`).
+    fn layer(&mut self, l: usize, w: &Layer<'_>, n: usize, s: &mut Scratch) -> Result<(), Error> {
+        let hp = &self.model.hparams;
+        let (d, ff) = (hp.embedding_length, hp.feed_forward_length);
+        let (qd, kvd, hd) = (hp.q_dim(), hp.kv_dim(), hp.head_dim);
+        let k = self.kernels;
+        let eps = hp.rms_eps;
+
+        // Attention block: one quantization of the normed input feeds q, k and v.
+        s.a.clear();
+        s.a.extend_from_slice(&s.x);
+        for row in s.a.chunks_exact_mut(d) {
+            rms_norm_in_place(row, &w.attn_norm, eps);
+        }
+        s.quant.quantize(&s.a, d, QuantRule::I2s)?;
+        s.q.resize(n * qd, 0.0);
+        s.k.resize(n * kvd, 0.0);
+        s.v.resize(n * kvd, 0.0);
+        w.attn_q.matmul(k, &s.quant, &mut s.dense, &mut s.q)?;
+        w.attn_k.matmul(k, &s.quant, &mut s.dense, &mut s.k)?;
+        w.attn_v.matmul(k, &s.quant, &mut s.dense, &mut s.v)?;
+        s.cos.resize(hp.rope_dims / 2, 0.0);
+        s.sin.resize(hp.rope_dims / 2, 0.0);
+        let cache = &mut self.caches[l];
+        for t in 0..n {
+            self.rope.angles(self.pos + t, &mut s.cos, &mut s.sin);
+            self.rope
+                .apply(&mut s.q[t * qd..(t + 1) * qd], hd, &s.cos, &s.sin);
+            self.rope
+                .apply(&mut s.k[t * kvd..(t + 1) * kvd], hd, &s.cos, &s.sin);
+            let (key, value) = (&s.k[t * kvd..(t + 1) * kvd], &s.v[t * kvd..(t + 1) * kvd]);
+            let pushed = match cache {
+                Cache::F16(c) => c.push(key, value),
+                Cache::F32(c) => {
+                    c.keys.extend_from_slice(key);
+                    c.values.extend_from_slice(value);
+                    true
+                }
+            };
+            if !pushed {
+                return Err(Error::ContextFull {
+                    needed: self.pos + n,
+                    capacity: self.capacity,
+                });
+            }
+        }
+        s.att.resize(n * qd, 0.0);
+        s.scores.resize(self.pos + n, 0.0);
+        for t in 0..n {
+            let (q, out) = (&s.q[t * qd..(t + 1) * qd], &mut s.att[t * qd..(t + 1) * qd]);
+            let n_pos = self.pos + t + 1;
+            match cache {
+                Cache::F16(c) => c.attend(
+                    q,
+                    n_pos,
+                    hp.head_count,
+                    hp.head_count_kv,
+                    hd,
+                    out,
+                    &mut s.scores,
+                ),
+                Cache::F32(c) => c.attend(
+                    q,
+                    n_pos,
+                    (hp.head_count, hp.head_count_kv, hd),
+                    out,
+                    &mut s.scores,
+                ),
+            }
+        }
+        for row in s.att.chunks_exact_mut(qd) {
+            rms_norm_in_place(row, &w.attn_sub_norm, eps);
+        }
+        s.quant.quantize(&s.att, qd, QuantRule::I2s)?;
+        s.o.resize(n * d, 0.0);
+        w.attn_output.matmul(k, &s.quant, &mut s.dense, &mut s.o)?;
+        for (x, &o) in s.x.iter_mut().zip(&s.o) {
+            *x += o;
+        }
+
+        // FFN block: one quantization feeds gate and up.
+        s.a.clear();
+        s.a.extend_from_slice(&s.x);
+        for row in s.a.chunks_exact_mut(d) {
+            rms_norm_in_place(row, &w.ffn_norm, eps);
+        }
+        s.quant.quantize(&s.a, d, QuantRule::I2s)?;
+        s.gate.resize(n * ff, 0.0);
+        s.up.resize(n * ff, 0.0);
+        w.ffn_gate.matmul(k, &s.quant, &mut s.dense, &mut s.gate)?;
+        w.ffn_up.matmul(k, &s.quant, &mut s.dense, &mut s.up)?;
+        relu2_mul(&mut s.gate, &s.up);
+        for row in s.gate.chunks_exact_mut(ff) {
+            rms_norm_in_place(row, &w.ffn_sub_norm, eps);
+        }
+        s.quant.quantize(&s.gate, ff, QuantRule::I2s)?;
+        w.ffn_down.matmul(k, &s.quant, &mut s.dense, &mut s.o)?;
+        for (x, &o) in s.x.iter_mut().zip(&s.o) {
+            *x += o;
+        }
+        Ok(())
+    }
+}

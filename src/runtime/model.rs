@@ -1,0 +1,783 @@
+//! Loading a BitNet b1.58 GGUF: hyper-parameters, zero-copy weight views, the tokenizer.
+//!
+//! Weights stay in the caller's memory map: every projection is a kernel weight view over the
+//! tensor's bytes, chosen by the tensor's GGML type. Only the small norm vectors are copied
+//! (to f32).
+
+use super::error::Error;
+use super::kernels::{
+    F16Weights, F32Weights, I2sWeights, Kernels, QuantizedRows, Tl1Weights, Tl2Weights,
+    Tq1_0Weights, Tq2_0Weights,
+};
+use super::tokenizer::{GgufVocab, Tokenizer};
+use crate::gguf::{keys, GgmlType, GgufFile, Value};
+use crate::layout::kernel_config::KernelConfig;
+use crate::layout::tiling::{Tl1Tiling, Tl2Tiling};
+use crate::layout::Shape;
+use half::{bf16, f16};
+
+/// Metadata key holding the text of a bitnet.cpp `kernel_config.ini` for the file's TL tensors.
+pub const KERNEL_CONFIG_KEY: &str = "bitnet.tl.kernel_config";
+/// Metadata key saying where that tiling came from.
+pub const TILING_SOURCE_KEY: &str = "bitnet.tl.tiling_source";
+
+/// Hyper-parameters of the graph, from the file's metadata (`bitnet-arch.md` §3).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HyperParams {
+    /// `general.architecture` (`bitnet-b1.58` or `bitnet-25`).
+    pub architecture: String,
+    /// Vocabulary size (rows of `token_embd`).
+    pub vocab_size: usize,
+    /// Residual width d.
+    pub embedding_length: usize,
+    /// Number of decoder layers.
+    pub block_count: usize,
+    /// FFN width.
+    pub feed_forward_length: usize,
+    /// Query heads.
+    pub head_count: usize,
+    /// Key/value heads.
+    pub head_count_kv: usize,
+    /// Width of one head (`embedding_length / head_count`).
+    pub head_dim: usize,
+    /// Rotated dimensions per head.
+    pub rope_dims: usize,
+    /// RoPE base frequency.
+    pub rope_theta: f32,
+    /// RMSNorm epsilon.
+    pub rms_eps: f32,
+    /// Training context (the default KV-cache capacity).
+    pub context_length: usize,
+}
+
+impl HyperParams {
+    /// Width of the query projection output (`head_count * head_dim`).
+    pub fn q_dim(&self) -> usize {
+        self.head_count * self.head_dim
+    }
+
+    /// Width of the key/value projection outputs.
+    pub fn kv_dim(&self) -> usize {
+        self.head_count_kv * self.head_dim
+    }
+
+    /// Reads and checks the hyper-parameters; `warnings` receives the defaults taken.
+    pub fn from_gguf(file: &GgufFile<'_>, warnings: &mut Vec<String>) -> Result<Self, Error> {
+        let arch = file.get_str(keys::ARCHITECTURE)?.ok_or(Error::MissingKey {
+            key: keys::ARCHITECTURE.into(),
+            why: "the graph to run",
+        })?;
+        match arch {
+            keys::ARCH_BITNET_B158 | keys::ARCH_BITNET_25 => {}
+            keys::ARCH_BITNET => {
+                return Err(Error::UnsupportedArchitecture {
+                    arch: arch.into(),
+                    reason: "`bitnet` is llama.cpp's graph for the 2024 community models \
+                             (SiLU-gated FFN, per-tensor scale tensors), a different network \
+                             from BitNet b1.58 (`bitnet-b1.58` / `bitnet-25`: relu² FFN with \
+                             sub-norms); this runtime implements only the latter"
+                        .into(),
+                })
+            }
+            other => {
+                return Err(Error::UnsupportedArchitecture {
+                    arch: other.into(),
+                    reason: "supported: bitnet-b1.58, bitnet-25".into(),
+                })
+            }
+        }
+        let key = |suffix: &str| keys::arch_key(arch, suffix);
+        let required = |suffix: &str, why: &'static str| -> Result<usize, Error> {
+            let k = key(suffix);
+            let v = file.get_u32(&k)?.ok_or_else(|| Error::MissingKey {
+                key: k.clone(),
+                why,
+            })?;
+            if v == 0 {
+                return Err(Error::BadHyperParameter {
+                    key: k,
+                    value: v.to_string(),
+                    rule: "must be positive".into(),
+                });
+            }
+            Ok(v as usize)
+        };
+        let embedding_length = required(keys::EMBEDDING_LENGTH, "the residual width")?;
+        let block_count = required(keys::BLOCK_COUNT, "the layer count")?;
+        let feed_forward_length = required(keys::FEED_FORWARD_LENGTH, "the FFN width")?;
+        let head_count = required(keys::HEAD_COUNT, "the attention heads")?;
+        let bad = |suffix: &str, value: String, rule: &str| Error::BadHyperParameter {
+            key: key(suffix),
+            value,
+            rule: rule.into(),
+        };
+        if embedding_length % head_count != 0 {
+            return Err(bad(
+                keys::HEAD_COUNT,
+                head_count.to_string(),
+                "must divide embedding_length",
+            ));
+        }
+        let head_dim = embedding_length / head_count;
+        let head_count_kv = match file.get_u32(&key(keys::HEAD_COUNT_KV))? {
+            Some(v) => v as usize,
+            None => {
+                warnings.push(format!(
+                    "{} is missing: using head_count = {head_count} (llama.cpp's default)",
+                    key(keys::HEAD_COUNT_KV)
+                ));
+                head_count
+            }
+        };
+        if head_count_kv == 0 || head_count % head_count_kv != 0 {
+            return Err(bad(
+                keys::HEAD_COUNT_KV,
+                head_count_kv.to_string(),
+                "must be positive and divide head_count",
+            ));
+        }
+        let rope_dims = match file.get_u32(&key(keys::ROPE_DIMENSION_COUNT))? {
+            Some(v) => v as usize,
+            None => head_dim,
+        };
+        if rope_dims == 0 || rope_dims > head_dim || rope_dims % 2 != 0 {
+            return Err(bad(
+                keys::ROPE_DIMENSION_COUNT,
+                rope_dims.to_string(),
+                "must be even and at most the head dim",
+            ));
+        }
+        let rope_theta = match file.get_f32(&key(keys::ROPE_FREQ_BASE))? {
+            Some(v) if v.is_finite() && v > 0.0 => v,
+            Some(v) => {
+                return Err(bad(
+                    keys::ROPE_FREQ_BASE,
+                    v.to_string(),
+                    "must be finite and positive",
+                ))
+            }
+            None => {
+                warnings.push(format!(
+                    "{} is missing: using 10000 as llama.cpp does (BitNet b1.58 2B-4T was \
+                     trained with 500000; logits will differ from the trained model)",
+                    key(keys::ROPE_FREQ_BASE)
+                ));
+                10000.0
+            }
+        };
+        let rms_eps = file
+            .get_f32(&key(keys::RMS_EPSILON))?
+            .ok_or_else(|| Error::MissingKey {
+                key: key(keys::RMS_EPSILON),
+                why: "the RMSNorm epsilon (required by llama.cpp for this architecture)",
+            })?;
+        if !(rms_eps.is_finite() && rms_eps >= 0.0) {
+            return Err(bad(
+                keys::RMS_EPSILON,
+                rms_eps.to_string(),
+                "must be finite and non-negative",
+            ));
+        }
+        let context_length = match file.get_u32(&key(keys::CONTEXT_LENGTH))? {
+            Some(v) if v > 0 => v as usize,
+            _ => {
+                warnings.push(format!(
+                    "{} is missing: assuming 4096",
+                    key(keys::CONTEXT_LENGTH)
+                ));
+                4096
+            }
+        };
+        let embd = file
+            .tensor("token_embd.weight")
+            .ok_or(Error::MissingTensor {
+                name: "token_embd.weight".into(),
+            })?;
+        let vocab_size = match embd.dims.as_slice() {
+            [k, v] if *k as usize == embedding_length && *v > 0 => *v as usize,
+            _ => {
+                return Err(Error::TensorDims {
+                    name: embd.name.clone(),
+                    expected: vec![embedding_length as u64, 0],
+                    found: embd.dims.clone(),
+                })
+            }
+        };
+        if let Some(v) = file.get_u32(&key(keys::VOCAB_SIZE))? {
+            if v as usize != vocab_size {
+                warnings.push(format!(
+                    "{} = {v} but token_embd has {vocab_size} rows: using {vocab_size}",
+                    key(keys::VOCAB_SIZE)
+                ));
+            }
+        }
+        Ok(Self {
+            architecture: arch.into(),
+            vocab_size,
+            embedding_length,
+            block_count,
+            feed_forward_length,
+            head_count,
+            head_count_kv,
+            head_dim,
+            rope_dims,
+            rope_theta,
+            rms_eps,
+            context_length,
+        })
+    }
+}
+
+/// A dense matrix in one of the float or 8-bit types the embedding/lm_head may have.
+#[derive(Debug, Clone, Copy)]
+pub struct DenseMatrix<'a> {
+    ggml_type: GgmlType,
+    bytes: &'a [u8],
+    shape: Shape,
+}
+
+const Q8_0_BLOCK: usize = 32;
+const Q8_0_BYTES: usize = 34;
+
+impl<'a> DenseMatrix<'a> {
+    /// Views `bytes` as a `shape` matrix of `ggml_type` (F32, F16, BF16 or Q8_0).
+    pub fn new(
+        name: &str,
+        ggml_type: GgmlType,
+        bytes: &'a [u8],
+        shape: Shape,
+    ) -> Result<Self, Error> {
+        let numel = shape.rows.checked_mul(shape.cols);
+        let need = match ggml_type {
+            GgmlType::F32 => numel.and_then(|n| n.checked_mul(4)),
+            GgmlType::F16 | GgmlType::BF16 => numel.and_then(|n| n.checked_mul(2)),
+            GgmlType::Q8_0 if shape.cols % Q8_0_BLOCK == 0 => {
+                numel.map(|n| n / Q8_0_BLOCK * Q8_0_BYTES)
+            }
+            _ => None,
+        };
+        match need {
+            Some(n) if bytes.len() >= n && shape.cols > 0 => Ok(Self {
+                ggml_type,
+                bytes: &bytes[..n],
+                shape,
+            }),
+            _ => Err(Error::UnsupportedType {
+                name: name.into(),
+                ggml_type: ggml_type.name(),
+                role:
+                    "as a dense matrix (F32, F16, BF16 or Q8_0 with K % 32 == 0 and enough bytes)",
+            }),
+        }
+    }
+
+    /// Logical shape.
+    pub fn shape(&self) -> Shape {
+        self.shape
+    }
+
+    /// GGML type.
+    pub fn ggml_type(&self) -> GgmlType {
+        self.ggml_type
+    }
+
+    /// Row `r` converted to f32 (exact for F32/F16/BF16; `d * q` for Q8_0). `out.len()` = K.
+    pub fn row_to_f32(&self, r: usize, out: &mut [f32]) {
+        let k = self.shape.cols;
+        match self.ggml_type {
+            GgmlType::F32 => {
+                for (o, c) in out.iter_mut().zip(self.bytes[r * k * 4..].chunks_exact(4)) {
+                    *o = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+                }
+            }
+            GgmlType::F16 => {
+                for (o, c) in out.iter_mut().zip(self.bytes[r * k * 2..].chunks_exact(2)) {
+                    *o = f16::from_le_bytes([c[0], c[1]]).to_f32();
+                }
+            }
+            GgmlType::BF16 => {
+                for (o, c) in out.iter_mut().zip(self.bytes[r * k * 2..].chunks_exact(2)) {
+                    *o = bf16::from_le_bytes([c[0], c[1]]).to_f32();
+                }
+            }
+            _ => {
+                let row_bytes = k / Q8_0_BLOCK * Q8_0_BYTES;
+                let row = &self.bytes[r * row_bytes..(r + 1) * row_bytes];
+                for (ob, b) in out
+                    .chunks_exact_mut(Q8_0_BLOCK)
+                    .zip(row.chunks_exact(Q8_0_BYTES))
+                {
+                    let d = f16::from_le_bytes([b[0], b[1]]).to_f32();
+                    for (o, &q) in ob.iter_mut().zip(&b[2..]) {
+                        *o = d * f32::from(q as i8);
+                    }
+                }
+            }
+        }
+    }
+
+    /// `y[t*M + r] = Σ_k w[r][k] · x[t*K + k]` with ggml's operand handling: for F16 and BF16
+    /// weights the activations are first rounded to that type (ggml's `vec_dot_type`), for
+    /// Q8_0 they are quantized to Q8_0 blocks; F32 uses them as they are. F16/F32 run on the
+    /// SIMD kernels; BF16 and Q8_0 are scalar code here (the kernel set has none).
+    pub fn matmul(&self, kernels: &Kernels, x: &[f32], y: &mut [f32]) -> Result<(), Error> {
+        let (m, k) = (self.shape.rows, self.shape.cols);
+        if x.len() % k != 0 || y.len() != x.len() / k * m {
+            return Err(Error::Invalid(format!(
+                "dense matmul: {} activations and {} outputs do not fit a {m}x{k} matrix",
+                x.len(),
+                y.len()
+            )));
+        }
+        match self.ggml_type {
+            GgmlType::F32 => kernels.f32(&F32Weights::new(self.bytes, self.shape)?, x, y)?,
+            GgmlType::F16 => {
+                let xr: Vec<f32> = x.iter().map(|&v| f16::from_f32(v).to_f32()).collect();
+                kernels.f16(&F16Weights::new(self.bytes, self.shape)?, &xr, y)?
+            }
+            GgmlType::BF16 => {
+                let xr: Vec<f32> = x.iter().map(|&v| bf16::from_f32(v).to_f32()).collect();
+                let mut row = vec![0f32; k];
+                for r in 0..m {
+                    self.row_to_f32(r, &mut row);
+                    for (t, xt) in xr.chunks_exact(k).enumerate() {
+                        y[t * m + r] = row.iter().zip(xt).map(|(a, b)| a * b).sum();
+                    }
+                }
+            }
+            _ => self.q8_0_matmul(x, y),
+        }
+        Ok(())
+    }
+
+    /// ggml's Q8_0 × Q8_0 dot: activations quantized per 32-block (`d = amax/127` rounded to
+    /// f16, `q = round(x/d)`), `Σ_blocks d_w · d_x · Σ q_w q_x`.
+    fn q8_0_matmul(&self, x: &[f32], y: &mut [f32]) {
+        let (m, k) = (self.shape.rows, self.shape.cols);
+        let nb = k / Q8_0_BLOCK;
+        let mut xq = vec![0i8; x.len()];
+        let mut xd = vec![0f32; x.len() / Q8_0_BLOCK];
+        for ((xb, qb), d_out) in x
+            .chunks_exact(Q8_0_BLOCK)
+            .zip(xq.chunks_exact_mut(Q8_0_BLOCK))
+            .zip(xd.iter_mut())
+        {
+            let amax = xb.iter().fold(0f32, |a, &v| a.max(v.abs()));
+            let d = amax / 127.0;
+            let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+            for (q, &v) in qb.iter_mut().zip(xb) {
+                *q = (v * id).round() as i8;
+            }
+            *d_out = f16::from_f32(d).to_f32();
+        }
+        let row_bytes = nb * Q8_0_BYTES;
+        for r in 0..m {
+            let row = &self.bytes[r * row_bytes..(r + 1) * row_bytes];
+            for t in 0..x.len() / k {
+                let mut acc = 0f32;
+                for (b, wb) in row.chunks_exact(Q8_0_BYTES).enumerate() {
+                    let dw = f16::from_le_bytes([wb[0], wb[1]]).to_f32();
+                    let qx = &xq[t * k + b * Q8_0_BLOCK..][..Q8_0_BLOCK];
+                    let s: i32 = wb[2..]
+                        .iter()
+                        .zip(qx)
+                        .map(|(&w, &q)| i32::from(w as i8) * i32::from(q))
+                        .sum();
+                    acc += dw * xd[t * nb + b] * s as f32;
+                }
+                y[t * m + r] = acc;
+            }
+        }
+    }
+}
+
+/// One projection's weights, as the kernel for its GGML type sees them.
+#[derive(Debug, Clone, Copy)]
+pub enum Projection<'a> {
+    /// bitnet.cpp I2_S.
+    I2s(I2sWeights<'a>),
+    /// bitnet.cpp TL1, with its tiling.
+    Tl1(Tl1Weights<'a>),
+    /// bitnet.cpp TL2, with its tiling.
+    Tl2(Tl2Weights<'a>),
+    /// ggml TQ1_0.
+    Tq1_0(Tq1_0Weights<'a>),
+    /// ggml TQ2_0.
+    Tq2_0(Tq2_0Weights<'a>),
+    /// Dense F32/F16/BF16 (or Q8_0) weights: multiplied with the dequantized int8
+    /// activations `q / sa`, so a dense file computes what the ternary ones do up to float
+    /// rounding.
+    Dense(DenseMatrix<'a>),
+}
+
+impl Projection<'_> {
+    /// GGML type name of the weights.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Projection::I2s(_) => "I2_S",
+            Projection::Tl1(_) => "TL1",
+            Projection::Tl2(_) => "TL2",
+            Projection::Tq1_0(_) => "TQ1_0",
+            Projection::Tq2_0(_) => "TQ2_0",
+            Projection::Dense(d) => d.ggml_type.name(),
+        }
+    }
+
+    /// `y[t*M + r]` for the quantized activation rows `x`; `scratch` holds the dequantized
+    /// activations for dense weights.
+    pub fn matmul(
+        &self,
+        kernels: &Kernels,
+        x: &QuantizedRows,
+        scratch: &mut Vec<f32>,
+        y: &mut [f32],
+    ) -> Result<(), Error> {
+        match self {
+            Projection::I2s(w) => kernels.i2s(w, x, y)?,
+            Projection::Tl1(w) => kernels.tl1(w, x, y)?,
+            Projection::Tl2(w) => kernels.tl2(w, x, y)?,
+            Projection::Tq1_0(w) => kernels.tq1_0(w, x, y)?,
+            Projection::Tq2_0(w) => kernels.tq2_0(w, x, y)?,
+            Projection::Dense(d) => {
+                let k = x.k();
+                scratch.clear();
+                for (t, &sa) in x.scales().iter().enumerate() {
+                    scratch.extend(x.row(t).iter().map(|&q| f32::from(q) / sa));
+                }
+                debug_assert_eq!(scratch.len(), x.rows() * k);
+                // Dense projections take the activations as they are (no f16 rounding), so
+                // they differ from the ternary kernels by float rounding only.
+                match d.ggml_type {
+                    GgmlType::F32 => {
+                        kernels.f32(&F32Weights::new(d.bytes, d.shape)?, scratch, y)?
+                    }
+                    GgmlType::F16 => {
+                        kernels.f16(&F16Weights::new(d.bytes, d.shape)?, scratch, y)?
+                    }
+                    _ => d.matmul(kernels, scratch, y)?,
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The weights of one decoder layer.
+#[derive(Debug, Clone)]
+pub struct Layer<'a> {
+    /// `blk.N.attn_norm.weight`.
+    pub attn_norm: Vec<f32>,
+    /// `blk.N.attn_q.weight`.
+    pub attn_q: Projection<'a>,
+    /// `blk.N.attn_k.weight`.
+    pub attn_k: Projection<'a>,
+    /// `blk.N.attn_v.weight`.
+    pub attn_v: Projection<'a>,
+    /// `blk.N.attn_sub_norm.weight`.
+    pub attn_sub_norm: Vec<f32>,
+    /// `blk.N.attn_output.weight`.
+    pub attn_output: Projection<'a>,
+    /// `blk.N.ffn_norm.weight`.
+    pub ffn_norm: Vec<f32>,
+    /// `blk.N.ffn_gate.weight`.
+    pub ffn_gate: Projection<'a>,
+    /// `blk.N.ffn_up.weight`.
+    pub ffn_up: Projection<'a>,
+    /// `blk.N.ffn_sub_norm.weight`.
+    pub ffn_sub_norm: Vec<f32>,
+    /// `blk.N.ffn_down.weight`.
+    pub ffn_down: Projection<'a>,
+}
+
+/// How to load a model.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// A `kernel_config.ini` to use for TL1/TL2 tensors when the file records no tiling.
+    pub kernel_config: Option<KernelConfig>,
+}
+
+/// A loaded model: hyper-parameters and weight views into the file's bytes.
+#[derive(Debug, Clone)]
+pub struct Model<'a> {
+    /// Hyper-parameters.
+    pub hparams: HyperParams,
+    /// `token_embd.weight`.
+    pub token_embd: DenseMatrix<'a>,
+    /// The lm_head: `output.weight` if present, else `token_embd` (tied).
+    pub output: DenseMatrix<'a>,
+    /// Whether `output` is `token_embd`.
+    pub tied_output: bool,
+    /// `output_norm.weight`.
+    pub output_norm: Vec<f32>,
+    /// The decoder layers.
+    pub layers: Vec<Layer<'a>>,
+    /// Where the TL tiling came from, when the file has TL tensors.
+    pub tiling_source: Option<String>,
+    /// Defaults taken and oddities found while loading (for the user to see).
+    pub warnings: Vec<String>,
+}
+
+enum TilingFrom {
+    File(KernelConfig),
+    User(KernelConfig),
+    Derive,
+}
+
+impl<'a> Model<'a> {
+    /// Loads the graph of `file` (`bitnet-b1.58` or `bitnet-25`), zero-copy.
+    pub fn load(file: &GgufFile<'a>, opts: &LoadOptions) -> Result<Self, Error> {
+        let mut warnings = Vec::new();
+        let hp = HyperParams::from_gguf(file, &mut warnings)?;
+        let (d, ff, vocab) = (hp.embedding_length, hp.feed_forward_length, hp.vocab_size);
+        let tiling_from = match file.get_str(KERNEL_CONFIG_KEY)? {
+            Some(text) => TilingFrom::File(KernelConfig::parse(text)?),
+            None => match &opts.kernel_config {
+                Some(cfg) => TilingFrom::User(cfg.clone()),
+                None => TilingFrom::Derive,
+            },
+        };
+        let mut tiling_notes: Vec<String> = Vec::new();
+        let mut projection =
+            |name: String, k: usize, m: usize| -> Result<Projection<'a>, Error> {
+                let (info, bytes) = tensor(file, &name, &[k as u64, m as u64])?;
+                let shape = Shape::new(m, k);
+                Ok(match info {
+                    GgmlType::I2_S => Projection::I2s(I2sWeights::new(bytes, shape)?),
+                    GgmlType::TQ1_0 => Projection::Tq1_0(Tq1_0Weights::new(bytes, shape)?),
+                    GgmlType::TQ2_0 => Projection::Tq2_0(Tq2_0Weights::new(bytes, shape)?),
+                    GgmlType::TL1 => {
+                        let (tiling, note) = match &tiling_from {
+                            TilingFrom::File(cfg) => (
+                                cfg.tl1_tiling(shape)?,
+                                "the file's bitnet.tl.kernel_config".to_string(),
+                            ),
+                            TilingFrom::User(cfg) => (
+                                cfg.tl1_tiling(shape)?,
+                                "the given kernel_config.ini".to_string(),
+                            ),
+                            TilingFrom::Derive => {
+                                let (t, src) = Tl1Tiling::derive(shape)?;
+                                (t, format!("derived ({src:?})"))
+                            }
+                        };
+                        note_tiling(
+                            &mut tiling_notes,
+                            "TL1",
+                            shape,
+                            &format!("{tiling:?}"),
+                            &note,
+                        );
+                        Projection::Tl1(Tl1Weights::new(bytes, shape, tiling)?)
+                    }
+                    GgmlType::TL2 => {
+                        let (tiling, note) = match &tiling_from {
+                            TilingFrom::File(cfg) => (
+                                cfg.tl2_tiling(shape)?,
+                                "the file's bitnet.tl.kernel_config".to_string(),
+                            ),
+                            TilingFrom::User(cfg) => (
+                                cfg.tl2_tiling(shape)?,
+                                "the given kernel_config.ini".to_string(),
+                            ),
+                            TilingFrom::Derive => {
+                                let (t, src): (Tl2Tiling, _) = Tl2Tiling::derive(shape)?;
+                                (t, format!("derived ({src:?})"))
+                            }
+                        };
+                        note_tiling(
+                            &mut tiling_notes,
+                            "TL2",
+                            shape,
+                            &format!("{tiling:?}"),
+                            &note,
+                        );
+                        Projection::Tl2(Tl2Weights::new(bytes, shape, tiling)?)
+                    }
+                    GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 | GgmlType::Q8_0 => {
+                        Projection::Dense(DenseMatrix::new(&name, info, bytes, shape)?)
+                    }
+                    other => return Err(Error::UnsupportedType {
+                        name,
+                        ggml_type: other.name(),
+                        role:
+                            "as a projection (I2_S, TL1, TL2, TQ1_0, TQ2_0, F32, F16, BF16, Q8_0)",
+                    }),
+                })
+            };
+        let mut layers = Vec::with_capacity(hp.block_count.min(4096));
+        for l in 0..hp.block_count {
+            let n = |s: &str| format!("blk.{l}.{s}.weight");
+            layers.push(Layer {
+                attn_norm: norm(file, &n("attn_norm"), d)?,
+                attn_q: projection(n("attn_q"), d, hp.q_dim())?,
+                attn_k: projection(n("attn_k"), d, hp.kv_dim())?,
+                attn_v: projection(n("attn_v"), d, hp.kv_dim())?,
+                attn_sub_norm: norm(file, &n("attn_sub_norm"), hp.q_dim())?,
+                attn_output: projection(n("attn_output"), hp.q_dim(), d)?,
+                ffn_norm: norm(file, &n("ffn_norm"), d)?,
+                ffn_gate: projection(n("ffn_gate"), d, ff)?,
+                ffn_up: projection(n("ffn_up"), d, ff)?,
+                ffn_sub_norm: norm(file, &n("ffn_sub_norm"), ff)?,
+                ffn_down: projection(n("ffn_down"), ff, d)?,
+            });
+        }
+        let shape = Shape::new(vocab, d);
+        let (ty, bytes) = tensor(file, "token_embd.weight", &[d as u64, vocab as u64])?;
+        let token_embd = DenseMatrix::new("token_embd.weight", ty, bytes, shape)?;
+        let (output, tied_output) = if file.tensor("output.weight").is_some() {
+            let (ty, bytes) = tensor(file, "output.weight", &[d as u64, vocab as u64])?;
+            (DenseMatrix::new("output.weight", ty, bytes, shape)?, false)
+        } else {
+            (token_embd, true)
+        };
+        let output_norm = norm(file, "output_norm.weight", d)?;
+        let tiling_source = if tiling_notes.is_empty() {
+            None
+        } else {
+            Some(tiling_notes.join("; "))
+        };
+        Ok(Self {
+            hparams: hp,
+            token_embd,
+            output,
+            tied_output,
+            output_norm,
+            layers,
+            tiling_source,
+            warnings,
+        })
+    }
+
+    /// The GGML type names of the projections, counted (e.g. `"I2_S x14"`).
+    pub fn projection_types(&self) -> String {
+        let mut counts: Vec<(&'static str, usize)> = Vec::new();
+        for l in &self.layers {
+            for p in [
+                &l.attn_q,
+                &l.attn_k,
+                &l.attn_v,
+                &l.attn_output,
+                &l.ffn_gate,
+                &l.ffn_up,
+                &l.ffn_down,
+            ] {
+                match counts.iter_mut().find(|(n, _)| *n == p.type_name()) {
+                    Some((_, c)) => *c += 1,
+                    None => counts.push((p.type_name(), 1)),
+                }
+            }
+        }
+        counts
+            .iter()
+            .map(|(n, c)| format!("{n} x{c}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+fn note_tiling(notes: &mut Vec<String>, layout: &str, shape: Shape, tiling: &str, from: &str) {
+    let line = format!("{layout} {shape}: {tiling} from {from}");
+    if !notes.contains(&line) {
+        notes.push(line);
+    }
+}
+
+/// The type and bytes of tensor `name`, checking its dims.
+fn tensor<'a>(
+    file: &GgufFile<'a>,
+    name: &str,
+    dims: &[u64],
+) -> Result<(GgmlType, &'a [u8]), Error> {
+    let info = file
+        .tensor(name)
+        .ok_or_else(|| Error::MissingTensor { name: name.into() })?;
+    if info.dims != dims {
+        return Err(Error::TensorDims {
+            name: name.into(),
+            expected: dims.to_vec(),
+            found: info.dims.clone(),
+        });
+    }
+    Ok((info.ggml_type, file.tensor_data(info)?))
+}
+
+/// A norm weight vector of length `n` (F32, F16 or BF16), as f32.
+fn norm(file: &GgufFile<'_>, name: &str, n: usize) -> Result<Vec<f32>, Error> {
+    let (ty, bytes) = tensor(file, name, &[n as u64])?;
+    match ty {
+        GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => {
+            let m = DenseMatrix::new(name, ty, bytes, Shape::new(1, n))?;
+            let mut out = vec![0f32; n];
+            m.row_to_f32(0, &mut out);
+            Ok(out)
+        }
+        other => Err(Error::UnsupportedType {
+            name: name.into(),
+            ggml_type: other.name(),
+            role: "as a norm weight (F32, F16, BF16)",
+        }),
+    }
+}
+
+/// Builds the tokenizer from the file's `tokenizer.ggml.*` metadata. The end-of-turn token is
+/// `tokenizer.ggml.eot_token_id`, else the token spelled `<|eot_id|>` (as llama.cpp finds it).
+/// `add_bos` is the `tokenizer.ggml.add_bos_token` flag, else true for the LLaMA-3 pre-tokenizer
+/// names (`llama-bpe`, `llama3`, `llama-v3`, as llama.cpp defaults), else false.
+pub fn tokenizer_from_gguf(file: &GgufFile<'_>) -> Result<Tokenizer, Error> {
+    let model = file.get_str(keys::TOKENIZER_MODEL)?;
+    if model != Some("gpt2") {
+        return Err(Error::NoTokenizer(format!(
+            "{} is {model:?}; only the byte-level BPE model \"gpt2\" is supported",
+            keys::TOKENIZER_MODEL
+        )));
+    }
+    let strings = |key: &str| -> Result<Vec<String>, Error> {
+        Ok(match file.get_array(key)? {
+            Some(a) => a.strings().map(|s| s.to_string_lossy()).collect(),
+            None => Vec::new(),
+        })
+    };
+    let tokens = strings(keys::TOKENS)?;
+    if tokens.is_empty() {
+        return Err(Error::NoTokenizer(format!(
+            "{} is missing or empty",
+            keys::TOKENS
+        )));
+    }
+    let merges = strings(keys::MERGES)?;
+    let token_types: Vec<i32> = match file.get_array(keys::TOKEN_TYPE)? {
+        Some(a) => a
+            .iter()
+            .map(|v| match v {
+                Value::I32(x) => x,
+                other => other
+                    .as_integer()
+                    .and_then(|x| i32::try_from(x).ok())
+                    .unwrap_or(-1),
+            })
+            .collect(),
+        None => Vec::new(),
+    };
+    let eot_id = match file.get_u32(keys::EOT_TOKEN_ID)? {
+        Some(id) => Some(id),
+        None => tokens
+            .iter()
+            .position(|t| t == "<|eot_id|>")
+            .and_then(|i| u32::try_from(i).ok()),
+    };
+    let pre = file.get_str(keys::TOKENIZER_PRE)?;
+    let add_bos = match file.get_bool(keys::ADD_BOS_TOKEN)? {
+        Some(b) => b,
+        None => matches!(pre, Some("llama-bpe" | "llama3" | "llama-v3")),
+    };
+    let vocab = GgufVocab {
+        tokens,
+        token_types,
+        merges,
+        bos_id: file.get_u32(keys::BOS_TOKEN_ID)?,
+        eos_id: file.get_u32(keys::EOS_TOKEN_ID)?,
+        eot_id,
+        add_bos,
+    };
+    Ok(Tokenizer::from_gguf_vocab(&vocab)?)
+}
