@@ -302,6 +302,9 @@ pub(crate) fn progress_bar(len: usize, quiet: bool) -> indicatif::ProgressBar {
     bar
 }
 
+/// An encoded projection and whether its scale was rounded.
+type Encoded = (Vec<u8>, bool);
+
 /// What happened while writing, for the report.
 #[derive(Debug, Default)]
 pub(crate) struct WriteOutcome {
@@ -322,7 +325,7 @@ pub(crate) fn write_jobs<W: Write>(
     let window = 2 * rayon::current_num_threads().max(1);
     let mut outcome = WriteOutcome::default();
     for chunk in jobs.chunks(window) {
-        let encoded: Vec<Result<Option<(Vec<u8>, bool)>, Error>> = chunk
+        let encoded: Vec<Result<Option<Encoded>, Error>> = chunk
             .par_iter()
             .map(|job| match job.role {
                 TensorRole::Projection { layer, proj } if !job.copy => {
