@@ -221,3 +221,56 @@ fn verify_exits_1_on_differences_and_0_when_equal() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+#[test]
+fn synth_tiny_converts_and_verifies_through_the_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("tiny");
+    let gguf = dir.path().join("tiny.gguf");
+    let run = |args: &[&str]| {
+        Command::cargo_bin("bitnet-convert")
+            .unwrap()
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = run(&[
+        "synth",
+        "--preset",
+        "tiny",
+        "-o",
+        ckpt.to_str().unwrap(),
+        "--format",
+        "master",
+        "--seed",
+        "7",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(&[
+        "hf-to-gguf",
+        ckpt.to_str().unwrap(),
+        "-o",
+        gguf.to_str().unwrap(),
+        "--layout",
+        "tl2",
+        "--verify",
+        "--quiet",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Master scales are f32 absmeans: exact in TL2's f32 slot, so verify passes without ulps.
+    let out = run(&["verify", ckpt.to_str().unwrap(), gguf.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
