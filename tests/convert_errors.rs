@@ -75,6 +75,42 @@ fn output_equal_to_input_is_refused() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.starts_with("bitnet-convert: "), "{stderr}");
     assert!(stderr.contains("the output is the input file"), "{stderr}");
+
+    // hf-to-gguf refuses to write over any file of the checkpoint.
+    let ckpt = dir.path().join("ckpt");
+    copy_dir(PACKED, &ckpt);
+    let weights = ckpt.join("model.safetensors");
+    let before = read(&weights);
+    let err = convert::hf_to_gguf(&quiet(&ckpt, &weights)).unwrap_err();
+    assert!(matches!(err, Error::OutputIsInput { .. }), "{err}");
+    assert!(read(&weights) == before);
+}
+
+#[test]
+fn unknown_architecture_is_refused() {
+    use bitnet_gguf::gguf::{GgufFile, MetaValue, Metadata};
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = read(&upstream("i2_s"));
+    let file = GgufFile::parse(&bytes).unwrap();
+    let mut meta = Metadata::from_file(&file);
+    meta.set("general.architecture", MetaValue::String("llama".into()));
+    let descs: Vec<_> = file
+        .tensors()
+        .iter()
+        .map(|t| bitnet_gguf::gguf::TensorDesc::new(t.name.clone(), t.dims.clone(), t.ggml_type))
+        .collect();
+    let mut w = bitnet_gguf::gguf::GgufWriter::new(Vec::new(), &meta, &descs).unwrap();
+    for t in file.tensors() {
+        w.write_tensor(&t.name, file.tensor_data(t).unwrap())
+            .unwrap();
+    }
+    let path = dir.path().join("llama.gguf");
+    std::fs::write(&path, w.finish().unwrap()).unwrap();
+    let err = convert::ModelSource::open(&path, None).unwrap_err();
+    assert!(
+        matches!(&err, Error::UnknownArchitecture { found, .. } if found == "llama"),
+        "{err}"
+    );
 }
 
 #[test]
