@@ -121,7 +121,6 @@ fn master_output_reternarizes_to_the_same_codes() {
 fn sharded_checkpoint_with_transformers5_config_converts_to_the_upstream_file() {
     use bitnet_gguf::hf::writer::{write_safetensors, TensorHeader};
     use bitnet_gguf::hf::Checkpoint;
-    use std::io::Write;
     let src = Checkpoint::open(std::path::Path::new(PACKED)).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let ckpt = dir.path().join("ref-tiny");
