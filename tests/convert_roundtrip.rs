@@ -177,3 +177,24 @@ fn sharded_checkpoint_with_transformers5_config_converts_to_the_upstream_file() 
     hf_converter(ckpt.to_str().unwrap(), &out, LayoutKind::I2_S);
     assert!(read(&out) == read(&upstream("i2_s")));
 }
+
+#[test]
+fn upstream_gguf_to_hf_and_back_reproduces_the_upstream_file() {
+    let dir = tempfile::tempdir().unwrap();
+    // The directory name becomes general.name in the hf-converter profile, as upstream's does.
+    let hf = dir.path().join("ref-tiny");
+    to_hf(&upstream("i2_s"), &hf, CheckpointFormat::Packed);
+    // The rebuilt tokenizer_config.json equals the original one.
+    let json =
+        |p: &std::path::Path| -> serde_json::Value { serde_json::from_slice(&read(p)).unwrap() };
+    assert_eq!(
+        json(&hf.join("tokenizer_config.json")),
+        json(&std::path::Path::new(PACKED).join("tokenizer_config.json"))
+    );
+    let out = dir.path().join("again.gguf");
+    let mut opts = convert::HfToGguf::new(&hf, &out);
+    opts.profile = bitnet_gguf::convert::Profile::HfConverter;
+    opts.quiet = true;
+    convert::hf_to_gguf(&opts).unwrap();
+    assert!(read(&out) == read(&upstream("i2_s")));
+}
