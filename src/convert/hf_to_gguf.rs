@@ -149,7 +149,7 @@ pub fn hf_to_gguf(opts: &HfToGguf) -> Result<ConvertReport, Error> {
                     Some(u) => u.path.display().to_string(),
                     None => "derived".into(),
                 },
-                plan.config.to_ini_string().trim_end().replace('\n', "; ")
+                plan.summary()
             ));
             Some(plan)
         }

@@ -128,6 +128,21 @@ impl TlPlan {
         Ok(plan)
     }
 
+    /// One line: `M x K: BM .. BK .. bm ..` per shape.
+    pub fn summary(&self) -> String {
+        self.config
+            .entries
+            .iter()
+            .map(|e| {
+                format!(
+                    "{}x{}: BM {} BK {} bm {}",
+                    e.rows, e.cols, e.tile_rows, e.block_k, e.simd_rows
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
     fn tl1(&self, shape: Shape) -> Option<Tl1Tiling> {
         self.tl1.get(&(shape.rows, shape.cols)).copied()
     }
