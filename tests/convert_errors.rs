@@ -75,6 +75,42 @@ fn output_equal_to_input_is_refused() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.starts_with("bitnet-convert: "), "{stderr}");
     assert!(stderr.contains("the output is the input file"), "{stderr}");
+
+    // hf-to-gguf refuses to write over any file of the checkpoint.
+    let ckpt = dir.path().join("ckpt");
+    copy_dir(PACKED, &ckpt);
+    let weights = ckpt.join("model.safetensors");
+    let before = read(&weights);
+    let err = convert::hf_to_gguf(&quiet(&ckpt, &weights)).unwrap_err();
+    assert!(matches!(err, Error::OutputIsInput { .. }), "{err}");
+    assert!(read(&weights) == before);
+}
+
+#[test]
+fn unknown_architecture_is_refused() {
+    use bitnet_gguf::gguf::{GgufFile, MetaValue, Metadata};
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = read(&upstream("i2_s"));
+    let file = GgufFile::parse(&bytes).unwrap();
+    let mut meta = Metadata::from_file(&file);
+    meta.set("general.architecture", MetaValue::String("llama".into()));
+    let descs: Vec<_> = file
+        .tensors()
+        .iter()
+        .map(|t| bitnet_gguf::gguf::TensorDesc::new(t.name.clone(), t.dims.clone(), t.ggml_type))
+        .collect();
+    let mut w = bitnet_gguf::gguf::GgufWriter::new(Vec::new(), &meta, &descs).unwrap();
+    for t in file.tensors() {
+        w.write_tensor(&t.name, file.tensor_data(t).unwrap())
+            .unwrap();
+    }
+    let path = dir.path().join("llama.gguf");
+    std::fs::write(&path, w.finish().unwrap()).unwrap();
+    let err = convert::ModelSource::open(&path, None).unwrap_err();
+    assert!(
+        matches!(&err, Error::UnknownArchitecture { found, .. } if found == "llama"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -214,6 +250,59 @@ fn verify_exits_1_on_differences_and_0_when_equal() {
         ])
         .output()
         .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[test]
+fn synth_tiny_converts_and_verifies_through_the_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("tiny");
+    let gguf = dir.path().join("tiny.gguf");
+    let run = |args: &[&str]| {
+        Command::cargo_bin("bitnet-convert")
+            .unwrap()
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = run(&[
+        "synth",
+        "--preset",
+        "tiny",
+        "-o",
+        ckpt.to_str().unwrap(),
+        "--format",
+        "master",
+        "--seed",
+        "7",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(&[
+        "hf-to-gguf",
+        ckpt.to_str().unwrap(),
+        "-o",
+        gguf.to_str().unwrap(),
+        "--layout",
+        "tl2",
+        "--verify",
+        "--quiet",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Master scales are f32 absmeans: exact in TL2's f32 slot, so verify passes without ulps.
+    let out = run(&["verify", ckpt.to_str().unwrap(), gguf.to_str().unwrap()]);
     assert_eq!(
         out.status.code(),
         Some(0),

@@ -188,3 +188,37 @@ fn tq_projections_with_k_not_a_multiple_of_256_fall_back_to_f16() {
         bitnet_gguf::gguf::GgmlType::F16
     );
 }
+
+#[test]
+fn q8_0_embedding_is_within_half_a_step_of_the_input() {
+    use bitnet_gguf::hf::names::TensorRole;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("q8.gguf");
+    official(PACKED, &out, LayoutKind::I2_S, EmbedType::Q8_0);
+    let q = ModelSource::open(&out, None).unwrap();
+    let p = ModelSource::open(std::path::Path::new(PACKED), None).unwrap();
+    let (dq, dp) = (
+        q.dense(TensorRole::Embedding).unwrap(),
+        p.dense(TensorRole::Embedding).unwrap(),
+    );
+    assert_eq!(dq.type_name(), "Q8_0");
+    let (vq, vp) = (dq.to_f32(), dp.to_f32());
+    assert_eq!(vq.len(), 512 * 256);
+    for (bq, bp) in vq.chunks(32).zip(vp.chunks(32)) {
+        let amax = bp.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let step = half::f16::from_f32(amax / 127.0).to_f32();
+        for (x, y) in bq.iter().zip(bp) {
+            assert!(
+                (x - y).abs() <= step * 0.5 + amax * 1e-3,
+                "{x} vs {y} (step {step})"
+            );
+        }
+    }
+    // --verify skips the (lossy by request) embedding and passes.
+    let mut opts = convert::HfToGguf::new(PACKED, dir.path().join("q8v.gguf"));
+    opts.embed_type = EmbedType::Q8_0;
+    opts.verify = true;
+    opts.quiet = true;
+    let report = convert::hf_to_gguf(&opts).unwrap();
+    assert_eq!(report.verify.unwrap().differences(), 0);
+}

@@ -116,3 +116,85 @@ fn master_output_reternarizes_to_the_same_codes() {
         }
     }
 }
+
+#[test]
+fn sharded_checkpoint_with_transformers5_config_converts_to_the_upstream_file() {
+    use bitnet_gguf::hf::writer::{write_safetensors, TensorHeader};
+    use bitnet_gguf::hf::Checkpoint;
+    let src = Checkpoint::open(std::path::Path::new(PACKED)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("ref-tiny");
+    std::fs::create_dir(&ckpt).unwrap();
+    for f in ["tokenizer.json", "tokenizer_config.json"] {
+        std::fs::copy(std::path::Path::new(PACKED).join(f), ckpt.join(f)).unwrap();
+    }
+    // transformers 5 spellings: rope_parameters.rope_theta and dtype.
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&read(&std::path::Path::new(PACKED).join("config.json"))).unwrap();
+    let obj = config.as_object_mut().unwrap();
+    let theta = obj.remove("rope_theta").unwrap();
+    obj.insert(
+        "rope_parameters".into(),
+        serde_json::json!({"rope_theta": theta, "rope_type": "default"}),
+    );
+    let dtype = obj.remove("torch_dtype").unwrap();
+    obj.insert("dtype".into(), dtype);
+    std::fs::write(ckpt.join("config.json"), config.to_string()).unwrap();
+    let names: Vec<String> = src.tensor_names().map(str::to_string).collect();
+    let (a, b) = names.split_at(names.len() / 3);
+    let mut weight_map = serde_json::Map::new();
+    for (file, part) in [
+        ("model-00001-of-00002.safetensors", a),
+        ("model-00002-of-00002.safetensors", b),
+    ] {
+        let headers: Vec<TensorHeader> = part
+            .iter()
+            .map(|n| {
+                let t = src.tensor(n).unwrap();
+                TensorHeader::new(n.clone(), t.dtype, t.shape.to_vec())
+            })
+            .collect();
+        write_safetensors(
+            &ckpt.join(file),
+            &headers,
+            &Default::default(),
+            |_, h, out| {
+                out.write_all(src.tensor(&h.name).unwrap().data)
+                    .map_err(|source| bitnet_gguf::hf::Error::Io {
+                        path: file.into(),
+                        source,
+                    })
+            },
+        )
+        .unwrap();
+        for n in part {
+            weight_map.insert(n.clone(), file.into());
+        }
+    }
+    let index = serde_json::json!({"metadata": {}, "weight_map": weight_map});
+    std::fs::write(ckpt.join("model.safetensors.index.json"), index.to_string()).unwrap();
+    let out = dir.path().join("out.gguf");
+    hf_converter(ckpt.to_str().unwrap(), &out, LayoutKind::I2_S);
+    assert!(read(&out) == read(&upstream("i2_s")));
+}
+
+#[test]
+fn upstream_gguf_to_hf_and_back_reproduces_the_upstream_file() {
+    let dir = tempfile::tempdir().unwrap();
+    // The directory name becomes general.name in the hf-converter profile, as upstream's does.
+    let hf = dir.path().join("ref-tiny");
+    to_hf(&upstream("i2_s"), &hf, CheckpointFormat::Packed);
+    // The rebuilt tokenizer_config.json equals the original one.
+    let json =
+        |p: &std::path::Path| -> serde_json::Value { serde_json::from_slice(&read(p)).unwrap() };
+    assert_eq!(
+        json(&hf.join("tokenizer_config.json")),
+        json(&std::path::Path::new(PACKED).join("tokenizer_config.json"))
+    );
+    let out = dir.path().join("again.gguf");
+    let mut opts = convert::HfToGguf::new(&hf, &out);
+    opts.profile = bitnet_gguf::convert::Profile::HfConverter;
+    opts.quiet = true;
+    convert::hf_to_gguf(&opts).unwrap();
+    assert!(read(&out) == read(&upstream("i2_s")));
+}

@@ -35,6 +35,7 @@ mod kernels_avx2;
 mod kernels_fixtures;
 mod kernels_support;
 // bitnet-convert: ref-tiny against upstream files, round trips, refusals, SIGKILL.
+mod convert_cli;
 mod convert_common;
 mod convert_errors;
 mod convert_kill;

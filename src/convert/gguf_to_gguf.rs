@@ -76,16 +76,13 @@ pub fn gguf_to_gguf(opts: &GgufToGguf) -> Result<ConvertReport, Error> {
             );
             meta.set(TL_TILING_SOURCE_KEY, MetaValue::String(plan.source.into()));
             notes.push(format!(
-                "output {} tiling: {}",
+                "output {} tiling ({}): {}",
                 opts.layout,
-                if plan.source == "derived" {
-                    "derived".to_string()
-                } else {
-                    user_tiling
-                        .as_ref()
-                        .map(|u| u.path.display().to_string())
-                        .unwrap_or_default()
-                }
+                match &user_tiling {
+                    Some(u) => u.path.display().to_string(),
+                    None => "derived".into(),
+                },
+                plan.summary()
             ));
             Some(plan)
         }

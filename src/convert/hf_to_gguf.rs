@@ -65,6 +65,12 @@ pub fn hf_to_gguf(opts: &HfToGguf) -> Result<ConvertReport, Error> {
         });
     }
     check_output(&[&opts.input], &opts.output)?;
+    // Never write over a file of the checkpoint (weights, shards, config, tokenizer).
+    if let Ok(entries) = std::fs::read_dir(&opts.input) {
+        let files: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        let refs: Vec<&std::path::Path> = files.iter().map(PathBuf::as_path).collect();
+        check_output(&refs, &opts.output)?;
+    }
     if !opts.input.is_dir() {
         return Err(Error::Usage {
             what: format!(
@@ -143,7 +149,7 @@ pub fn hf_to_gguf(opts: &HfToGguf) -> Result<ConvertReport, Error> {
                     Some(u) => u.path.display().to_string(),
                     None => "derived".into(),
                 },
-                plan.config.to_ini_string().trim_end().replace('\n', "; ")
+                plan.summary()
             ));
             Some(plan)
         }

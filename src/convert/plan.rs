@@ -128,6 +128,21 @@ impl TlPlan {
         Ok(plan)
     }
 
+    /// One line: `M x K: BM .. BK .. bm ..` per shape.
+    pub fn summary(&self) -> String {
+        self.config
+            .entries
+            .iter()
+            .map(|e| {
+                format!(
+                    "{}x{}: BM {} BK {} bm {}",
+                    e.rows, e.cols, e.tile_rows, e.block_k, e.simd_rows
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
     fn tl1(&self, shape: Shape) -> Option<Tl1Tiling> {
         self.tl1.get(&(shape.rows, shape.cols)).copied()
     }
@@ -160,6 +175,17 @@ pub fn encode_projection(
     ty: GgmlType,
     tl: Option<&TlPlan>,
 ) -> Result<(Vec<u8>, bool), crate::layout::Error> {
+    encode_projection_reusing(tensor, ty, tl, Vec::new())
+}
+
+/// [`encode_projection`] writing I2_S into `out` (a reused buffer, resized as needed); other
+/// layouts allocate.
+pub fn encode_projection_reusing(
+    tensor: &TernaryTensor,
+    ty: GgmlType,
+    tl: Option<&TlPlan>,
+    mut out: Vec<u8>,
+) -> Result<(Vec<u8>, bool), crate::layout::Error> {
     let shape = tensor.shape();
     let half_scale = |t: &TernaryTensor| {
         let s = half::f16::from_f32(t.scale()).to_f32();
@@ -171,7 +197,7 @@ pub fn encode_projection(
     };
     Ok(match ty {
         GgmlType::I2_S => {
-            let mut out = vec![0u8; I2S.byte_len(shape)?];
+            out.resize(I2S.byte_len(shape)?, 0);
             I2S.encode_into(tensor, &mut out)?;
             (out, false)
         }
@@ -302,15 +328,53 @@ pub(crate) fn progress_bar(len: usize, quiet: bool) -> indicatif::ProgressBar {
     bar
 }
 
+/// An encoded projection and whether its scale was rounded.
+type Encoded = (Vec<u8>, bool);
+
 /// What happened while writing, for the report.
 #[derive(Debug, Default)]
 pub(crate) struct WriteOutcome {
     pub rounded_scales: Vec<String>,
 }
 
-/// Writes every job's data in order. Projections are produced in parallel, a window of
-/// `2 × threads` tensors at a time, so at most that many decoded tensors are in memory.
-pub(crate) fn write_jobs<W: Write>(
+/// Buffers handed back by the writer for reuse (codes and encoded bytes).
+#[derive(Debug, Default)]
+struct Pool {
+    codes: std::sync::Mutex<Vec<Vec<i8>>>,
+    bytes: std::sync::Mutex<Vec<Vec<u8>>>,
+}
+
+impl Pool {
+    fn take_codes(&self) -> Vec<i8> {
+        self.codes
+            .lock()
+            .ok()
+            .and_then(|mut v| v.pop())
+            .unwrap_or_default()
+    }
+    fn take_bytes(&self) -> Vec<u8> {
+        self.bytes
+            .lock()
+            .ok()
+            .and_then(|mut v| v.pop())
+            .unwrap_or_default()
+    }
+    fn put_codes(&self, c: Vec<i8>) {
+        if let Ok(mut v) = self.codes.lock() {
+            v.push(c);
+        }
+    }
+    fn put_bytes(&self, b: Vec<u8>) {
+        if let Ok(mut v) = self.bytes.lock() {
+            v.push(b);
+        }
+    }
+}
+
+/// Writes every job's data in order. Projections are decoded and encoded in parallel, a window
+/// of `2 × threads` tensors at a time, while a writer thread writes the previous window (at
+/// most two windows of encoded tensors exist at once). Buffers are reused across tensors.
+pub(crate) fn write_jobs<W: Write + Send>(
     source: &ModelSource,
     jobs: &[Job],
     tl: Option<&TlPlan>,
@@ -320,62 +384,107 @@ pub(crate) fn write_jobs<W: Write>(
     let out_path = std::path::PathBuf::from("output");
     let bar = progress_bar(jobs.len(), quiet);
     let window = 2 * rayon::current_num_threads().max(1);
-    let mut outcome = WriteOutcome::default();
-    for chunk in jobs.chunks(window) {
-        let encoded: Vec<Result<Option<(Vec<u8>, bool)>, Error>> = chunk
-            .par_iter()
-            .map(|job| match job.role {
-                TensorRole::Projection { layer, proj } if !job.copy => {
-                    let tensor = source.ternary(layer, proj)?;
-                    encode_projection(&tensor, job.desc.ggml_type, tl)
+    let pool = Pool::default();
+    let outcome = std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Option<Encoded>, Error>>(window);
+        let pool = &pool;
+        let bar = &bar;
+        let out_path = &out_path;
+        let writing = scope.spawn(move || -> Result<WriteOutcome, Error> {
+            let mut outcome = WriteOutcome::default();
+            for (job, result) in jobs.iter().zip(rx) {
+                write_one(source, job, result?, writer, out_path, &mut outcome, pool)?;
+                source.release(job.role);
+                bar.inc(1);
+            }
+            Ok(outcome)
+        });
+        'produce: for chunk in jobs.chunks(window) {
+            let encoded: Vec<Result<Option<Encoded>, Error>> = chunk
+                .par_iter()
+                .map(|job| match job.role {
+                    TensorRole::Projection { layer, proj } if !job.copy => {
+                        let tensor = source.ternary_reusing(layer, proj, pool.take_codes())?;
+                        let result = encode_projection_reusing(
+                            &tensor,
+                            job.desc.ggml_type,
+                            tl,
+                            pool.take_bytes(),
+                        )
                         .map(Some)
-                        .map_err(|e| Error::layout(&out_path, &job.desc.name, e))
-                }
-                _ => Ok(None),
-            })
-            .collect();
-        for (job, result) in chunk.iter().zip(encoded) {
-            let gguf_err = |source| Error::Gguf {
-                path: out_path.clone(),
-                source,
-            };
-            match result? {
-                Some((bytes, rounded)) => {
-                    if rounded {
-                        outcome.rounded_scales.push(job.desc.name.clone());
+                        .map_err(|e| Error::layout(out_path, &job.desc.name, e));
+                        pool.put_codes(tensor.into_codes());
+                        result
                     }
-                    writer
-                        .write_tensor(&job.desc.name, &bytes)
-                        .map_err(gguf_err)?;
-                }
-                None if job.copy => {
-                    let bytes = copy_bytes(source, job)?;
-                    writer
-                        .write_tensor(&job.desc.name, bytes)
-                        .map_err(gguf_err)?;
-                }
-                None => {
-                    let data = source.dense(job.role)?;
-                    let ty = job.desc.ggml_type;
-                    if ty == GgmlType::Q8_0 && data.len() % 32 != 0 {
-                        return Err(Error::BadTensor {
-                            path: source.path().to_path_buf(),
-                            tensor: job.desc.name.clone(),
-                            expected: "a multiple of 32 elements for Q8_0".into(),
-                            found: format!("{} elements", data.len()),
-                        });
-                    }
-                    writer
-                        .write_tensor_streamed(&job.desc.name, |out| stream_dense(&data, ty, out))
-                        .map_err(gguf_err)?;
+                    _ => Ok(None),
+                })
+                .collect();
+            for item in encoded {
+                let failed = item.is_err();
+                // A send error means the writer stopped on an error: it reports it below.
+                if tx.send(item).is_err() || failed {
+                    break 'produce;
                 }
             }
-            source.release(job.role);
-            bar.inc(1);
         }
-    }
+        drop(tx);
+        writing.join().unwrap_or_else(|_| {
+            Err(Error::Usage {
+                what: "the writer thread panicked".into(),
+            })
+        })
+    })?;
     bar.finish_and_clear();
     Ok(outcome)
+}
+
+/// Writes one tensor: encoded bytes, a verbatim copy, or a dense tensor streamed in chunks.
+fn write_one<W: Write>(
+    source: &ModelSource,
+    job: &Job,
+    encoded: Option<Encoded>,
+    writer: &mut GgufWriter<W>,
+    out_path: &std::path::Path,
+    outcome: &mut WriteOutcome,
+    pool: &Pool,
+) -> Result<(), Error> {
+    let gguf_err = |source| Error::Gguf {
+        path: out_path.to_path_buf(),
+        source,
+    };
+    match encoded {
+        Some((bytes, rounded)) => {
+            if rounded {
+                outcome.rounded_scales.push(job.desc.name.clone());
+            }
+            writer
+                .write_tensor(&job.desc.name, &bytes)
+                .map_err(gguf_err)?;
+            pool.put_bytes(bytes);
+        }
+        None if job.copy => {
+            let bytes = copy_bytes(source, job)?;
+            writer
+                .write_tensor(&job.desc.name, bytes)
+                .map_err(gguf_err)?;
+        }
+        None => {
+            let data = source.dense(job.role)?;
+            let ty = job.desc.ggml_type;
+            if ty == GgmlType::Q8_0 && data.len() % 32 != 0 {
+                return Err(Error::BadTensor {
+                    path: source.path().to_path_buf(),
+                    tensor: job.desc.name.clone(),
+                    expected: "a multiple of 32 elements for Q8_0".into(),
+                    found: format!("{} elements", data.len()),
+                });
+            }
+            writer
+                .write_tensor_streamed(&job.desc.name, |out| stream_dense(&data, ty, out))
+                .map_err(gguf_err)?;
+        }
+    }
+    Ok(())
 }
 
 /// The source bytes of a tensor copied unchanged (GGUF to GGUF).

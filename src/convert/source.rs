@@ -410,6 +410,43 @@ impl ModelSource {
         }
     }
 
+    /// Like [`ModelSource::ternary`], but decodes into `codes` (a reused buffer, resized as
+    /// needed) where the layout allows it, so that big models do not page-fault on a fresh
+    /// allocation per tensor. Get the buffer back with `TernaryTensor::into_codes`.
+    pub fn ternary_reusing(
+        &self,
+        layer: usize,
+        proj: Projection,
+        mut codes: Vec<i8>,
+    ) -> Result<TernaryTensor, Error> {
+        let Inner::Hf(c) = &self.inner else {
+            return self.ternary(layer, proj);
+        };
+        if c.format() != CheckpointFormat::Packed {
+            return self.ternary(layer, proj);
+        }
+        let shape = proj.shape(&self.config);
+        let weight = c.tensor(&proj.hf_weight_name(layer))?;
+        let scale_tensor = c.tensor(&proj.hf_scale_name(layer))?;
+        let layout = |t: &crate::hf::HfTensor<'_>| {
+            let path = t.file.to_path_buf();
+            let name = t.name.to_string();
+            move |source| Error::layout(path, name, source)
+        };
+        let scale = c
+            .scale_format(layer, proj)?
+            .decode(scale_tensor.data, ScaleRounding::Nearest)
+            .map_err(layout(&scale_tensor))?;
+        let n = shape.numel().unwrap_or(0);
+        codes.resize(n, 0);
+        crate::layout::hf_packed::HF_PACKED
+            .decode_into(weight.data, shape, &mut codes)
+            .map_err(layout(&weight))?;
+        let tensor = TernaryTensor::from_decoded(shape, codes, scale);
+        check_scale(scale_tensor.file, scale_tensor.name, &tensor)?;
+        Ok(tensor)
+    }
+
     fn tl1_tiling(&self, g: &GgufSource, shape: Shape) -> Result<Tl1Tiling, Error> {
         let (config, path) = match (&g.recorded_tiling, &g.user_tiling) {
             (Some(c), _) => (c, self.path.clone()),

@@ -748,6 +748,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn released_pages_read_back_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.bin");
+        let data: Vec<u8> = (0..3 * 4096u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &data).unwrap();
+        let map = map_file(&path).unwrap();
+        assert_eq!(&map[..], &data[..]);
+        map.release(100..9000);
+        map.release(9000..usize::MAX);
+        assert_eq!(&map[..], &data[..]);
+    }
+
+    #[test]
     fn empty_and_short_inputs_are_clean_errors() {
         assert!(matches!(
             GgufFile::parse(b""),

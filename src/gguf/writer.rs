@@ -392,6 +392,24 @@ pub fn rewrite<W: Write>(file: &GgufFile<'_>, out: W) -> Result<W, Error> {
     w.finish()
 }
 
+/// Counts the bytes passed through to `inner`.
+struct CountingWriter<'a, W: Write> {
+    inner: &'a mut W,
+    count: u64,
+}
+
+impl<W: Write> Write for CountingWriter<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.count += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -421,6 +439,27 @@ mod tests {
     }
 
     #[test]
+    fn streamed_tensor_equals_buffered_and_checks_its_length() {
+        let mut m = Metadata::new();
+        m.push(keys::ARCHITECTURE, "llama").unwrap();
+        let t = [TensorDesc::new("a", vec![3], GgmlType::F32)];
+        let data: Vec<u8> = (0..12).collect();
+        let mut buffered = GgufWriter::new(Vec::new(), &m, &t).unwrap();
+        buffered.write_tensor("a", &data).unwrap();
+        let mut streamed = GgufWriter::new(Vec::new(), &m, &t).unwrap();
+        streamed
+            .write_tensor_streamed("a", |out| {
+                out.write_all(&data[..5])?;
+                out.write_all(&data[5..])
+            })
+            .unwrap();
+        assert_eq!(streamed.finish().unwrap(), buffered.finish().unwrap());
+        let mut short = GgufWriter::new(Vec::new(), &m, &t).unwrap();
+        let err = short.write_tensor_streamed("a", |out| out.write_all(&data[..8]));
+        assert!(matches!(err, Err(Error::WriterOrder { .. })));
+    }
+
+    #[test]
     fn finish_fails_when_a_tensor_is_missing() {
         let mut m = Metadata::new();
         m.push(keys::ARCHITECTURE, "llama").unwrap();
@@ -439,23 +478,5 @@ mod tests {
         assert_eq!(m.keys().collect::<Vec<_>>(), ["a", "b", "c"]);
         assert!(m.remove("b"));
         assert_eq!(m.keys().collect::<Vec<_>>(), ["a", "c"]);
-    }
-}
-
-/// Counts the bytes passed through to `inner`.
-struct CountingWriter<'a, W: Write> {
-    inner: &'a mut W,
-    count: u64,
-}
-
-impl<W: Write> Write for CountingWriter<'_, W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.count += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
     }
 }
