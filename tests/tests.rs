@@ -33,6 +33,7 @@ mod kernels_avx2;
 mod kernels_fixtures;
 mod kernels_support;
 // bitnet-run: the runtime against transformers, ik_llama.cpp and itself.
+mod run_cli;
 mod run_common;
 mod run_hidden;
 mod run_parity;

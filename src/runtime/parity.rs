@@ -219,8 +219,11 @@ pub fn read_inputs(dir: &Path) -> Result<Vec<ReferenceSequence>, Error> {
     Ok(inputs.sequences)
 }
 
+/// A named F32 tensor: name, shape, values (row-major).
+pub type NamedTensor = (String, Vec<usize>, Vec<f32>);
+
 /// Reads F32 tensors of a safetensors file by name, with their shapes.
-pub fn read_f32_tensors(path: &Path) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>, Error> {
+pub fn read_f32_tensors(path: &Path) -> Result<Vec<NamedTensor>, Error> {
     let bytes = read(path)?;
     let st = safetensors::SafeTensors::deserialize(&bytes)
         .map_err(|e| reference_error(path, e.to_string()))?;
@@ -243,10 +246,7 @@ pub fn read_f32_tensors(path: &Path) -> Result<Vec<(String, Vec<usize>, Vec<f32>
 }
 
 /// Writes F32 tensors to a safetensors file.
-pub fn write_f32_tensors(
-    path: &Path,
-    tensors: &[(String, Vec<usize>, Vec<f32>)],
-) -> Result<(), Error> {
+pub fn write_f32_tensors(path: &Path, tensors: &[NamedTensor]) -> Result<(), Error> {
     let bytes: Vec<Vec<u8>> = tensors
         .iter()
         .map(|(_, _, v)| v.iter().flat_map(|x| x.to_le_bytes()).collect())
@@ -398,7 +398,9 @@ pub fn compare_models(a: &Path, b: &Path, opts: &ParityOptions) -> Result<Parity
                     .collect(),
             })
         })?;
-    let run = |path: &Path| -> Result<Vec<(Vec<f32>, Vec<u32>)>, Error> {
+    // Per sequence: teacher-forced logits and the greedy continuation.
+    type Run = Vec<(Vec<f32>, Vec<u32>)>;
+    let run = |path: &Path| -> Result<Run, Error> {
         with_model(path, opts.kernel_config.clone(), |model, _| {
             let cap =
                 sequences.iter().map(|(_, s)| s.len()).max().unwrap_or(1) + opts.greedy_tokens + 1;
