@@ -444,3 +444,26 @@ pub fn compare_models(a: &Path, b: &Path, opts: &ParityOptions) -> Result<Parity
     }
     Ok(report)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agreement_counts_top1_differences_kl_and_greedy_prefix() {
+        let reference = [0.0f32, 1.0, 2.0, 3.0, 0.0, 0.0];
+        let ours = [0.0f32, 3.0, 2.5, 2.0, 0.0, 0.0];
+        let mut a = Agreement::default();
+        a.add(&ours, &reference, 3);
+        assert_eq!((a.positions, a.top1_agree), (2, 1));
+        assert_eq!(a.max_abs_diff, 2.0);
+        assert!((a.mean_abs_diff - 3.5 / 6.0).abs() < 1e-12);
+        assert!(a.mean_kl > 0.0);
+        assert_eq!(kl_divergence(&reference[..3], &reference[..3]), 0.0);
+        a.add_greedy(&[1, 2, 9, 4], &[1, 2, 3, 4]);
+        assert_eq!((a.greedy_match, a.greedy_total), (2, 4));
+        let mut b = Agreement::default();
+        b.merge(&a);
+        assert_eq!(b, a);
+    }
+}
