@@ -55,6 +55,21 @@ fn parity_command_passes_and_fails_on_thresholds() {
         .unwrap();
     assert_eq!(fail.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&fail.stderr).contains("below thresholds"));
+    // llama.cpp's F16 KV cache: 99/104 top-1 and 0.066 mean, below the transformers thresholds
+    // that the default f32 cache meets (see docs/run.md).
+    let f16 = bitnet_run()
+        .args([
+            "parity",
+            "fixtures/ref-tiny/gguf/ref-tiny-i2_s.gguf",
+            "--reference",
+            REFERENCE,
+        ])
+        .args(["--kv-cache", "f16", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(f16.status.code(), Some(3));
+    let report: serde_json::Value = serde_json::from_slice(&f16.stdout).unwrap();
+    assert_eq!(report["overall"]["top1_agree"], 99);
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! `fixtures/ref-tiny/reference`) or against a second model.
 
 use super::error::Error;
-use super::forward::{Logits, Session};
+use super::forward::{KvPrecision, Logits, Session};
 use super::generate::greedy_continuation;
 use super::kernels::{Isa, Kernels};
 use super::model::{tokenizer_from_gguf, LoadOptions, Model};
@@ -22,6 +22,8 @@ pub struct ParityOptions {
     pub isa: Option<Isa>,
     /// Tiling for TL files that record none.
     pub kernel_config: Option<KernelConfig>,
+    /// KV cache precision.
+    pub kv_precision: KvPrecision,
     /// Greedy continuation length for `--against` (the reference's own length is used with a
     /// reference directory).
     pub greedy_tokens: usize,
@@ -34,6 +36,7 @@ impl Default for ParityOptions {
             threads: 1,
             isa: None,
             kernel_config: None,
+            kv_precision: KvPrecision::F32,
             greedy_tokens: 16,
         }
     }
@@ -320,7 +323,7 @@ pub fn compare_with_reference(
     with_model(model_path, opts.kernel_config.clone(), |model, _| {
         let vocab = model.hparams.vocab_size;
         let capacity = sequences.iter().map(|s| s.ids.len()).max().unwrap_or(1) + 64;
-        let mut session = Session::new(model, &kernels, capacity);
+        let mut session = Session::with_kv_precision(model, &kernels, capacity, opts.kv_precision);
         let mut report = ParityReport {
             model: model_path.to_owned(),
             against: logits_path.display().to_string(),
@@ -404,7 +407,7 @@ pub fn compare_models(a: &Path, b: &Path, opts: &ParityOptions) -> Result<Parity
         with_model(path, opts.kernel_config.clone(), |model, _| {
             let cap =
                 sequences.iter().map(|(_, s)| s.len()).max().unwrap_or(1) + opts.greedy_tokens + 1;
-            let mut session = Session::new(model, &kernels, cap);
+            let mut session = Session::with_kv_precision(model, &kernels, cap, opts.kv_precision);
             sequences
                 .iter()
                 .map(|(_, ids)| {
