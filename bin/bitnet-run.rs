@@ -9,7 +9,7 @@ use bitnet_gguf::runtime::parity::{self, ParityOptions, ParityReport};
 use bitnet_gguf::runtime::sampling::SamplingParams;
 use bitnet_gguf::runtime::tokenizer::StreamDecoder;
 use bitnet_gguf::runtime::{bench, generate, perplexity, synth, tokenizer_from_gguf};
-use bitnet_gguf::runtime::{LoadOptions, Logits, Model, Session};
+use bitnet_gguf::runtime::{KvPrecision, LoadOptions, Logits, Model, Session};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -37,6 +37,24 @@ struct Common {
     /// kernel_config.ini for TL1/TL2 files that record no tiling.
     #[arg(long)]
     kernel_config: Option<PathBuf>,
+    /// KV cache precision: f32 (default; transformers' arithmetic) or f16 (llama.cpp's).
+    #[arg(long, value_enum, default_value = "f32")]
+    kv_cache: KvArg,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum KvArg {
+    F32,
+    F16,
+}
+
+impl Common {
+    fn kv_precision(&self) -> KvPrecision {
+        match self.kv_cache {
+            KvArg::F32 => KvPrecision::F32,
+            KvArg::F16 => KvPrecision::F16,
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -240,7 +258,8 @@ fn run(cli: Cli) -> Result<u8> {
                 bail!("the prompt encodes to no tokens");
             }
             let capacity = (ids.len() + n_predict).min(m.hparams.context_length.max(ids.len() + 1));
-            let mut session = Session::new(&m, &kernels, capacity);
+            let mut session =
+                Session::with_kv_precision(&m, &kernels, capacity, common.kv_precision());
             let n_new = n_predict.min(capacity - ids.len());
             let mut decoder = StreamDecoder::new(true);
             let mut out = std::io::stdout().lock();
@@ -305,7 +324,8 @@ fn run(cli: Cli) -> Result<u8> {
             if ids.is_empty() {
                 bail!("no tokens to evaluate");
             }
-            let mut session = Session::new(&m, &kernels, ids.len());
+            let mut session =
+                Session::with_kv_precision(&m, &kernels, ids.len(), common.kv_precision());
             let logits = session.forward(&ids, Logits::All)?;
             parity::write_f32_tensors(
                 &output,
@@ -338,6 +358,7 @@ fn run(cli: Cli) -> Result<u8> {
                 threads: common.threads,
                 isa: kernels(&common)?.isa().into(),
                 kernel_config: load_options(&common)?.kernel_config,
+                kv_precision: common.kv_precision(),
                 ..ParityOptions::default()
             };
             let report = match (reference, against) {
@@ -376,7 +397,7 @@ fn run(cli: Cli) -> Result<u8> {
             let text = std::fs::read_to_string(&text_path)
                 .with_context(|| format!("reading {}", text_path.display()))?;
             let ids = tok.encode(&text, false);
-            let mut session = Session::new(&m, &kernels, ctx);
+            let mut session = Session::with_kv_precision(&m, &kernels, ctx, common.kv_precision());
             let bos = if tok.add_bos() { tok.bos_id() } else { None };
             let r = perplexity::perplexity(&mut session, &ids, ctx, bos)?;
             println!(
@@ -398,7 +419,12 @@ fn run(cli: Cli) -> Result<u8> {
             let file = GgufFile::parse(&map)?;
             let m = Model::load(&file, &load_options(&common)?)?;
             report_model(&m, &model, &kernels);
-            let mut session = Session::new(&m, &kernels, prompt.max(n_gen).max(1));
+            let mut session = Session::with_kv_precision(
+                &m,
+                &kernels,
+                prompt.max(n_gen).max(1),
+                common.kv_precision(),
+            );
             let r = bench::bench(&mut session, prompt, n_gen, repetitions)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&r)?);

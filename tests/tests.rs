@@ -42,6 +42,7 @@ mod convert_kill;
 mod convert_ref_tiny;
 mod convert_roundtrip;
 // bitnet-run: the runtime against transformers, ik_llama.cpp and itself.
+mod run_cli;
 mod run_common;
 mod run_hidden;
 mod run_parity;

@@ -11,6 +11,9 @@ use super::kernels::{Kernels, QuantRule, QuantizedRows};
 use super::model::{Layer, Model};
 use super::ops::{relu2_mul, rms_norm_in_place, softmax_in_place, KvCache, RopeTable};
 
+/// Upper bound of the capacity taken from the file's `context_length` by `Session::new(.., 0)`.
+pub const MAX_DEFAULT_CONTEXT: usize = 32_768;
+
 /// Which logits a forward call returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Logits {
@@ -125,8 +128,8 @@ pub struct Session<'a> {
 }
 
 impl<'a> Session<'a> {
-    /// A session with room for `capacity` positions (0: the model's context length) and an
-    /// f32 KV cache.
+    /// A session with room for `capacity` positions (0: the model's context length, at most
+    /// [`MAX_DEFAULT_CONTEXT`]) and an f32 KV cache.
     pub fn new(model: &'a Model<'a>, kernels: &'a Kernels, capacity: usize) -> Self {
         Self::with_kv_precision(model, kernels, capacity, KvPrecision::F32)
     }
@@ -139,8 +142,10 @@ impl<'a> Session<'a> {
         precision: KvPrecision,
     ) -> Self {
         let hp = &model.hparams;
+        // The file's context length is only a default; bounded so a hostile value cannot size
+        // an F16 cache allocation.
         let capacity = if capacity == 0 {
-            hp.context_length
+            hp.context_length.min(MAX_DEFAULT_CONTEXT)
         } else {
             capacity
         };

@@ -120,3 +120,15 @@ pub fn greedy_continuation(
     )?;
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bitnet_template_gets_llama_cpp_bitnet_format() {
+        let t = "{% if message['role'] == 'user' %}{{ 'Human: ' + message['content'] + '\\n\\nBITNETAssistant: ' }}";
+        assert_eq!(chat_prompt(Some(t), "Hi"), "User: Hi<|eot_id|>Assistant: ");
+        assert_eq!(chat_prompt(None, "Hi"), "User: Hi<|eot_id|>Assistant:");
+    }
+}

@@ -781,3 +781,71 @@ pub fn tokenizer_from_gguf(file: &GgufFile<'_>) -> Result<Tokenizer, Error> {
     };
     Ok(Tokenizer::from_gguf_vocab(&vocab)?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dense(ty: GgmlType, rows: &[Vec<f32>]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for row in rows {
+            match ty {
+                GgmlType::BF16 => {
+                    out.extend(row.iter().flat_map(|&v| bf16::from_f32(v).to_le_bytes()))
+                }
+                GgmlType::F16 => {
+                    out.extend(row.iter().flat_map(|&v| f16::from_f32(v).to_le_bytes()))
+                }
+                GgmlType::Q8_0 => {
+                    for b in row.chunks_exact(Q8_0_BLOCK) {
+                        let amax = b.iter().fold(0f32, |a, &v| a.max(v.abs()));
+                        let d = amax / 127.0;
+                        out.extend(f16::from_f32(d).to_le_bytes());
+                        out.extend(b.iter().map(|&v| (v / d).round() as i8 as u8));
+                    }
+                }
+                _ => out.extend(row.iter().flat_map(|&v| v.to_le_bytes())),
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_dense_type_computes_the_same_product_up_to_its_rounding() {
+        let rows: Vec<Vec<f32>> = (0..3)
+            .map(|r| {
+                (0..64)
+                    .map(|k| ((r * 64 + k) as f32 * 0.37).sin())
+                    .collect()
+            })
+            .collect();
+        let x: Vec<f32> = (0..128).map(|k| (k as f32 * 0.11).cos()).collect();
+        let exact: Vec<f32> = (0..2)
+            .flat_map(|t| {
+                let rows = &rows;
+                let x = &x;
+                (0..3).map(move |r| rows[r].iter().zip(&x[t * 64..]).map(|(a, b)| a * b).sum())
+            })
+            .collect();
+        let kernels = Kernels::new(1, None).unwrap();
+        for (ty, tol) in [
+            (GgmlType::F32, 1e-4),
+            (GgmlType::F16, 0.02),
+            (GgmlType::BF16, 0.1),
+            (GgmlType::Q8_0, 0.1),
+        ] {
+            let bytes = dense(ty, &rows);
+            let m = DenseMatrix::new("w", ty, &bytes, Shape::new(3, 64)).unwrap();
+            let mut y = vec![0f32; 6];
+            m.matmul(&kernels, &x, &mut y).unwrap();
+            for (a, b) in y.iter().zip(&exact) {
+                assert!((a - b).abs() < tol, "{ty:?}: {a} vs {b}");
+            }
+            let mut row = vec![0f32; 64];
+            m.row_to_f32(1, &mut row);
+            assert!((row[5] - rows[1][5]).abs() < 0.01, "{ty:?}");
+        }
+        assert!(DenseMatrix::new("w", GgmlType::Q8_0, &[0; 10], Shape::new(3, 64)).is_err());
+        assert!(DenseMatrix::new("w", GgmlType::I2_S, &[0; 1000], Shape::new(3, 64)).is_err());
+    }
+}

@@ -2,7 +2,7 @@
 //! `fixtures/ref-tiny/reference`) or against a second model.
 
 use super::error::Error;
-use super::forward::{Logits, Session};
+use super::forward::{KvPrecision, Logits, Session};
 use super::generate::greedy_continuation;
 use super::kernels::{Isa, Kernels};
 use super::model::{tokenizer_from_gguf, LoadOptions, Model};
@@ -22,6 +22,8 @@ pub struct ParityOptions {
     pub isa: Option<Isa>,
     /// Tiling for TL files that record none.
     pub kernel_config: Option<KernelConfig>,
+    /// KV cache precision.
+    pub kv_precision: KvPrecision,
     /// Greedy continuation length for `--against` (the reference's own length is used with a
     /// reference directory).
     pub greedy_tokens: usize,
@@ -34,6 +36,7 @@ impl Default for ParityOptions {
             threads: 1,
             isa: None,
             kernel_config: None,
+            kv_precision: KvPrecision::F32,
             greedy_tokens: 16,
         }
     }
@@ -219,8 +222,11 @@ pub fn read_inputs(dir: &Path) -> Result<Vec<ReferenceSequence>, Error> {
     Ok(inputs.sequences)
 }
 
+/// A named F32 tensor: name, shape, values (row-major).
+pub type NamedTensor = (String, Vec<usize>, Vec<f32>);
+
 /// Reads F32 tensors of a safetensors file by name, with their shapes.
-pub fn read_f32_tensors(path: &Path) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>, Error> {
+pub fn read_f32_tensors(path: &Path) -> Result<Vec<NamedTensor>, Error> {
     let bytes = read(path)?;
     let st = safetensors::SafeTensors::deserialize(&bytes)
         .map_err(|e| reference_error(path, e.to_string()))?;
@@ -243,10 +249,7 @@ pub fn read_f32_tensors(path: &Path) -> Result<Vec<(String, Vec<usize>, Vec<f32>
 }
 
 /// Writes F32 tensors to a safetensors file.
-pub fn write_f32_tensors(
-    path: &Path,
-    tensors: &[(String, Vec<usize>, Vec<f32>)],
-) -> Result<(), Error> {
+pub fn write_f32_tensors(path: &Path, tensors: &[NamedTensor]) -> Result<(), Error> {
     let bytes: Vec<Vec<u8>> = tensors
         .iter()
         .map(|(_, _, v)| v.iter().flat_map(|x| x.to_le_bytes()).collect())
@@ -320,7 +323,7 @@ pub fn compare_with_reference(
     with_model(model_path, opts.kernel_config.clone(), |model, _| {
         let vocab = model.hparams.vocab_size;
         let capacity = sequences.iter().map(|s| s.ids.len()).max().unwrap_or(1) + 64;
-        let mut session = Session::new(model, &kernels, capacity);
+        let mut session = Session::with_kv_precision(model, &kernels, capacity, opts.kv_precision);
         let mut report = ParityReport {
             model: model_path.to_owned(),
             against: logits_path.display().to_string(),
@@ -398,11 +401,13 @@ pub fn compare_models(a: &Path, b: &Path, opts: &ParityOptions) -> Result<Parity
                     .collect(),
             })
         })?;
-    let run = |path: &Path| -> Result<Vec<(Vec<f32>, Vec<u32>)>, Error> {
+    // Per sequence: teacher-forced logits and the greedy continuation.
+    type Run = Vec<(Vec<f32>, Vec<u32>)>;
+    let run = |path: &Path| -> Result<Run, Error> {
         with_model(path, opts.kernel_config.clone(), |model, _| {
             let cap =
                 sequences.iter().map(|(_, s)| s.len()).max().unwrap_or(1) + opts.greedy_tokens + 1;
-            let mut session = Session::new(model, &kernels, cap);
+            let mut session = Session::with_kv_precision(model, &kernels, cap, opts.kv_precision);
             sequences
                 .iter()
                 .map(|(_, ids)| {
@@ -441,4 +446,27 @@ pub fn compare_models(a: &Path, b: &Path, opts: &ParityOptions) -> Result<Parity
         });
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agreement_counts_top1_differences_kl_and_greedy_prefix() {
+        let reference = [0.0f32, 1.0, 2.0, 3.0, 0.0, 0.0];
+        let ours = [0.0f32, 3.0, 2.5, 2.0, 0.0, 0.0];
+        let mut a = Agreement::default();
+        a.add(&ours, &reference, 3);
+        assert_eq!((a.positions, a.top1_agree), (2, 1));
+        assert_eq!(a.max_abs_diff, 2.0);
+        assert!((a.mean_abs_diff - 3.5 / 6.0).abs() < 1e-12);
+        assert!(a.mean_kl > 0.0);
+        assert_eq!(kl_divergence(&reference[..3], &reference[..3]), 0.0);
+        a.add_greedy(&[1, 2, 9, 4], &[1, 2, 3, 4]);
+        assert_eq!((a.greedy_match, a.greedy_total), (2, 4));
+        let mut b = Agreement::default();
+        b.merge(&a);
+        assert_eq!(b, a);
+    }
 }
