@@ -53,7 +53,7 @@ fn tl_outputs_record_the_tiling() {
         let source = ModelSource::open(&out, None).unwrap();
         assert_eq!(
             source.tiling_origin(),
-            Some(convert::source::TilingOrigin::Recorded)
+            Some(bitnet_gguf::layout::TilingOrigin::Recorded)
         );
         source.ternary(0, Projection::Down).unwrap();
     }

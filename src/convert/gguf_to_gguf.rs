@@ -51,8 +51,8 @@ pub fn gguf_to_gguf(opts: &GgufToGguf) -> Result<ConvertReport, Error> {
         opts.input.display(),
         source.describe()
     )];
-    if let Some(origin) = source.tiling_origin() {
-        notes.push(format!("input TL tiling read from {origin}"));
+    if let Some(origin) = source.tiling_origin_text() {
+        notes.push(format!("input TL tiling: {origin}"));
     }
     let mut meta = {
         let file = source.gguf_file()?.ok_or_else(|| Error::Usage {

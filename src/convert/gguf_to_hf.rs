@@ -71,8 +71,8 @@ pub fn gguf_to_hf(opts: &GgufToHf) -> Result<ConvertReport, Error> {
         opts.input.display(),
         source.describe()
     )];
-    if let Some(origin) = source.tiling_origin() {
-        notes.push(format!("input TL tiling read from {origin}"));
+    if let Some(origin) = source.tiling_origin_text() {
+        notes.push(format!("input TL tiling: {origin}"));
     }
     let temp = temp_dir_beside(&opts.output);
     std::fs::create_dir(&temp).map_err(|e| Error::io(&temp, e))?;

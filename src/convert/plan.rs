@@ -13,7 +13,9 @@ use crate::layout::tl1::Tl1;
 use crate::layout::tl2::Tl2;
 use crate::layout::tq1_0::TQ1_0;
 use crate::layout::tq2_0::TQ2_0;
-use crate::layout::{KernelConfig, LayoutKind, ScaleRounding, Shape, TernaryCodec, TernaryTensor};
+use crate::layout::{
+    KernelConfig, LayoutKind, ScaleRounding, Shape, TernaryCodec, TernaryTensor, TilingResolver,
+};
 use rayon::prelude::*;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -104,23 +106,18 @@ impl TlPlan {
                 what: format!("no {layout} tiling can be derived: {source}"),
             },
         };
+        let resolver = TilingResolver::new(None, user.map(|u| u.config.clone()));
         for &shape in shapes {
             let key = (shape.rows, shape.cols);
             if plan.tl1.contains_key(&key) || plan.tl2.contains_key(&key) {
                 continue;
             }
             if layout == LayoutKind::TL1 {
-                let tiling = match user {
-                    Some(u) => u.config.tl1_tiling(shape).map_err(err)?,
-                    None => Tl1Tiling::derive(shape).map_err(err)?.0,
-                };
+                let tiling = resolver.tl1(shape).map_err(err)?;
                 plan.config.push_tl1(shape, tiling);
                 plan.tl1.insert(key, tiling);
             } else {
-                let tiling = match user {
-                    Some(u) => u.config.tl2_tiling(shape).map_err(err)?,
-                    None => Tl2Tiling::derive(shape).map_err(err)?.0,
-                };
+                let tiling = resolver.tl2(shape).map_err(err)?;
                 plan.config.push_tl2(shape, tiling);
                 plan.tl2.insert(key, tiling);
             }

@@ -18,13 +18,13 @@ use crate::layout::tl1::Tl1;
 use crate::layout::tl2::Tl2;
 use crate::layout::tq1_0::TQ1_0;
 use crate::layout::tq2_0::TQ2_0;
-use crate::layout::{KernelConfig, Shape, TernaryCodec, TernaryTensor, Tl1Tiling, Tl2Tiling};
+use crate::layout::{KernelConfig, TernaryCodec, TernaryTensor, TilingOrigin, TilingResolver};
 use std::path::{Path, PathBuf};
 
-/// Metadata key holding the `kernel_config.ini` text of the TL tensors of a file we wrote.
-pub const TL_KERNEL_CONFIG_KEY: &str = "bitnet.tl.kernel_config";
-/// Metadata key saying where that tiling came from (`"kernel_config.ini"` or `"derived"`).
-pub const TL_TILING_SOURCE_KEY: &str = "bitnet.tl.tiling_source";
+pub use crate::gguf::keys::{
+    BITNET_TL_KERNEL_CONFIG as TL_KERNEL_CONFIG_KEY,
+    BITNET_TL_TILING_SOURCE as TL_TILING_SOURCE_KEY,
+};
 
 /// A user-given `kernel_config.ini`, with the path it was read from.
 #[derive(Debug, Clone, PartialEq)]
@@ -47,27 +47,6 @@ impl UserKernelConfig {
             path: path.to_path_buf(),
             config,
         })
-    }
-}
-
-/// Where the TL1/TL2 tiling of an input file came from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TilingOrigin {
-    /// The file's own `bitnet.tl.kernel_config` key.
-    Recorded,
-    /// A `--kernel-config` file.
-    KernelConfigIni(PathBuf),
-    /// The documented derivation rule (`Tl1Tiling::derive` / `Tl2Tiling::derive`).
-    Derived,
-}
-
-impl std::fmt::Display for TilingOrigin {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            TilingOrigin::Recorded => write!(f, "the file's {TL_KERNEL_CONFIG_KEY} key"),
-            TilingOrigin::KernelConfigIni(p) => write!(f, "{}", p.display()),
-            TilingOrigin::Derived => f.write_str("the derivation rule (no recorded tiling)"),
-        }
     }
 }
 
@@ -171,8 +150,9 @@ struct GgufSource {
     map: MappedFile,
     tensors: Vec<TensorInfo>,
     data_start: u64,
-    recorded_tiling: Option<KernelConfig>,
-    user_tiling: Option<UserKernelConfig>,
+    tiling: TilingResolver,
+    /// The `--kernel-config` file, named in errors when the tiling comes from it.
+    user_tiling_path: Option<PathBuf>,
 }
 
 #[derive(Debug)]
@@ -239,8 +219,11 @@ impl ModelSource {
                 map,
                 tensors,
                 data_start,
-                recorded_tiling,
-                user_tiling: kernel_config.cloned(),
+                tiling: TilingResolver::new(
+                    recorded_tiling,
+                    kernel_config.map(|u| u.config.clone()),
+                ),
+                user_tiling_path: kernel_config.map(|u| u.path.clone()),
             }),
         };
         source.check_gguf_tensors()?;
@@ -348,19 +331,23 @@ impl ModelSource {
         let Inner::Gguf(g) = &self.inner else {
             return None;
         };
-        if !g
-            .tensors
+        g.tensors
             .iter()
             .any(|t| matches!(t.ggml_type, GgmlType::TL1 | GgmlType::TL2))
-        {
-            return None;
-        }
-        Some(if g.recorded_tiling.is_some() {
-            TilingOrigin::Recorded
-        } else if let Some(u) = &g.user_tiling {
-            TilingOrigin::KernelConfigIni(u.path.clone())
-        } else {
-            TilingOrigin::Derived
+            .then(|| g.tiling.origin())
+    }
+
+    /// [`ModelSource::tiling_origin`] as a phrase for notes, naming the key or the ini file.
+    pub fn tiling_origin_text(&self) -> Option<String> {
+        let origin = self.tiling_origin()?;
+        let user_path = match &self.inner {
+            Inner::Gguf(g) => g.user_tiling_path.as_ref(),
+            Inner::Hf(_) => None,
+        };
+        Some(match (origin, user_path) {
+            (TilingOrigin::Recorded, _) => format!("the file's {TL_KERNEL_CONFIG_KEY} key"),
+            (TilingOrigin::UserConfig, Some(path)) => path.display().to_string(),
+            (origin, _) => origin.to_string(),
         })
     }
 
@@ -379,11 +366,11 @@ impl ModelSource {
                     GgmlType::TQ1_0 => TQ1_0.decode(bytes, shape).map_err(layout)?,
                     GgmlType::TQ2_0 => TQ2_0.decode(bytes, shape).map_err(layout)?,
                     GgmlType::TL1 => {
-                        let tiling = self.tl1_tiling(g, shape)?;
+                        let tiling = g.tiling.tl1(shape).map_err(self.tiling_error(g))?;
                         Tl1::new(tiling).decode(bytes, shape).map_err(layout)?
                     }
                     GgmlType::TL2 => {
-                        let tiling = self.tl2_tiling(g, shape)?;
+                        let tiling = g.tiling.tl2(shape).map_err(self.tiling_error(g))?;
                         Tl2::new(tiling).decode(bytes, shape).map_err(layout)?
                     }
                     GgmlType::F16 => {
@@ -447,40 +434,16 @@ impl ModelSource {
         Ok(tensor)
     }
 
-    fn tl1_tiling(&self, g: &GgufSource, shape: Shape) -> Result<Tl1Tiling, Error> {
-        let (config, path) = match (&g.recorded_tiling, &g.user_tiling) {
-            (Some(c), _) => (c, self.path.clone()),
-            (None, Some(u)) => (&u.config, u.path.clone()),
-            (None, None) => {
-                return Tl1Tiling::derive(shape).map(|(t, _)| t).map_err(|source| {
-                    Error::KernelConfig {
-                        path: self.path.clone(),
-                        source,
-                    }
-                })
-            }
+    /// The error of a tiling lookup names the file the tiling came from.
+    fn tiling_error(&self, g: &GgufSource) -> impl Fn(crate::layout::Error) -> Error {
+        let path = match (g.tiling.origin(), &g.user_tiling_path) {
+            (TilingOrigin::UserConfig, Some(p)) => p.clone(),
+            _ => self.path.clone(),
         };
-        config
-            .tl1_tiling(shape)
-            .map_err(|source| Error::KernelConfig { path, source })
-    }
-
-    fn tl2_tiling(&self, g: &GgufSource, shape: Shape) -> Result<Tl2Tiling, Error> {
-        let (config, path) = match (&g.recorded_tiling, &g.user_tiling) {
-            (Some(c), _) => (c, self.path.clone()),
-            (None, Some(u)) => (&u.config, u.path.clone()),
-            (None, None) => {
-                return Tl2Tiling::derive(shape).map(|(t, _)| t).map_err(|source| {
-                    Error::KernelConfig {
-                        path: self.path.clone(),
-                        source,
-                    }
-                })
-            }
-        };
-        config
-            .tl2_tiling(shape)
-            .map_err(|source| Error::KernelConfig { path, source })
+        move |source| Error::KernelConfig {
+            path: path.clone(),
+            source,
+        }
     }
 
     /// The raw bytes of a non-projection tensor (embedding, norms, `lm_head`).

@@ -56,13 +56,13 @@ fn codec_for(
         GgmlType::TL1 => Some(
             tiling
                 .tl1(shape)
-                .map(|(t, _)| Box::new(Tl1::new(t)) as Box<dyn TernaryCodec>)
+                .map(|t| Box::new(Tl1::new(t)) as Box<dyn TernaryCodec>)
                 .map_err(|e| e.to_string()),
         ),
         GgmlType::TL2 => Some(
             tiling
                 .tl2(shape)
-                .map(|(t, _)| Box::new(Tl2::new(t)) as Box<dyn TernaryCodec>)
+                .map(|t| Box::new(Tl2::new(t)) as Box<dyn TernaryCodec>)
                 .map_err(|e| e.to_string()),
         ),
         _ => None,

@@ -6,7 +6,6 @@
 //! files (any section names, `=` or `:`, `#`/`;` comments, case-insensitive keys) and
 //! [`KernelConfig::to_ini_string`] writes exactly the text bitnet.cpp's codegen writes.
 
-use super::tiling::TilingSource;
 use super::{Error, Shape, Tl1Tiling, Tl2Tiling};
 
 /// One `[Kernels_i]` section.
@@ -220,7 +219,7 @@ impl KernelConfig {
     }
 }
 
-/// Where the tiling used for a TL1/TL2 tensor came from.
+/// Where the tiling used for a file's TL1/TL2 tensors came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TilingOrigin {
     /// The file's own record (`bitnet.tl.kernel_config` metadata written by our converter).
@@ -228,67 +227,57 @@ pub enum TilingOrigin {
     /// A `kernel_config.ini` the user gave.
     UserConfig,
     /// The documented derivation rule ([`Tl1Tiling::derive`] / [`Tl2Tiling::derive`]).
-    Derived(TilingSource),
+    Derived,
 }
 
 impl std::fmt::Display for TilingOrigin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            TilingOrigin::Recorded => f.write_str("recorded in the file"),
-            TilingOrigin::UserConfig => f.write_str("from the given kernel_config.ini"),
-            TilingOrigin::Derived(source) => write!(f, "derived by rule ({source:?})"),
-        }
+        f.write_str(match self {
+            TilingOrigin::Recorded => "the file's recorded kernel configuration",
+            TilingOrigin::UserConfig => "the given kernel_config.ini",
+            TilingOrigin::Derived => "derived by the documented rule (no recorded tiling)",
+        })
     }
 }
 
-/// Picks the tiling of each TL1/TL2 shape, in this order: the file's recorded configuration,
-/// a user-given `kernel_config.ini`, then the derivation rule. Every answer says which it used.
+/// Picks the tiling of TL1/TL2 shapes from, in this order: the file's recorded configuration, a
+/// user-given `kernel_config.ini`, the derivation rule. The first one available answers for
+/// every shape: a configuration that lacks a shape is an error, never silently completed by
+/// the rule (a wrong tiling decodes to wrong weights without any other sign).
 #[derive(Debug, Clone, Default)]
 pub struct TilingResolver {
-    recorded: Option<KernelConfig>,
-    user: Option<KernelConfig>,
+    config: Option<(KernelConfig, TilingOrigin)>,
 }
 
 impl TilingResolver {
-    /// A resolver over the recorded configuration (if the file has one) and a user's (if given).
+    /// A resolver over the file's recorded configuration (if any) and the user's (if given).
     pub fn new(recorded: Option<KernelConfig>, user: Option<KernelConfig>) -> Self {
-        Self { recorded, user }
+        let config = recorded
+            .map(|c| (c, TilingOrigin::Recorded))
+            .or(user.map(|c| (c, TilingOrigin::UserConfig)));
+        Self { config }
     }
 
-    /// Whether the file recorded a configuration.
-    pub fn has_recorded(&self) -> bool {
-        self.recorded.is_some()
+    /// Where every answer of this resolver comes from.
+    pub fn origin(&self) -> TilingOrigin {
+        self.config
+            .as_ref()
+            .map_or(TilingOrigin::Derived, |(_, origin)| *origin)
     }
 
-    fn entry(&self, shape: Shape) -> Option<(&KernelConfigEntry, TilingOrigin)> {
-        let recorded = self.recorded.as_ref().and_then(|c| c.find(shape));
-        let user = self.user.as_ref().and_then(|c| c.find(shape));
-        recorded
-            .map(|e| (e, TilingOrigin::Recorded))
-            .or(user.map(|e| (e, TilingOrigin::UserConfig)))
-    }
-
-    /// The TL1 tiling for `shape` and where it came from.
-    pub fn tl1(&self, shape: Shape) -> Result<(Tl1Tiling, TilingOrigin), Error> {
-        match self.entry(shape) {
-            Some((entry, origin)) => {
-                let tiling = entry.tl1();
-                tiling.check(shape)?;
-                Ok((tiling, origin))
-            }
-            None => Tl1Tiling::derive(shape).map(|(t, s)| (t, TilingOrigin::Derived(s))),
+    /// The TL1 tiling for `shape`.
+    pub fn tl1(&self, shape: Shape) -> Result<Tl1Tiling, Error> {
+        match &self.config {
+            Some((config, _)) => config.tl1_tiling(shape),
+            None => Tl1Tiling::derive(shape).map(|(t, _)| t),
         }
     }
 
-    /// The TL2 tiling for `shape` and where it came from.
-    pub fn tl2(&self, shape: Shape) -> Result<(Tl2Tiling, TilingOrigin), Error> {
-        match self.entry(shape) {
-            Some((entry, origin)) => {
-                let tiling = entry.tl2()?;
-                tiling.check(shape)?;
-                Ok((tiling, origin))
-            }
-            None => Tl2Tiling::derive(shape).map(|(t, s)| (t, TilingOrigin::Derived(s))),
+    /// The TL2 tiling for `shape`.
+    pub fn tl2(&self, shape: Shape) -> Result<Tl2Tiling, Error> {
+        match &self.config {
+            Some((config, _)) => config.tl2_tiling(shape),
+            None => Tl2Tiling::derive(shape).map(|(t, _)| t),
         }
     }
 }
@@ -345,20 +334,28 @@ mod tests {
     }
 
     #[test]
-    fn resolver_prefers_recorded_then_user_then_rule() {
-        let recorded =
-            KernelConfig::parse("[Kernels_0]\nm = 256\nk = 256\nbm = 128\nbk = 64\nbmm = 64\n")
+    fn resolver_takes_the_first_configuration_wholesale() {
+        let recorded = KernelConfig::parse(SAMPLE).unwrap();
+        let user =
+            KernelConfig::parse("[Kernels_0]\nm = 768\nk = 256\nbm = 256\nbk = 64\nbmm = 32\n")
                 .unwrap();
-        let user = KernelConfig::parse("[Kernels_0]\nm = 256\nk = 256\nbm = 256\nbk = 128\nbmm = 32\n\n[Kernels_1]\nm = 128\nk = 256\nbm = 64\nbk = 128\nbmm = 64\n").unwrap();
-        let r = TilingResolver::new(Some(recorded), Some(user));
-        let (t, o) = r.tl1(Shape::new(256, 256)).unwrap();
+        let r = TilingResolver::new(Some(recorded), Some(user.clone()));
+        assert_eq!(r.origin(), TilingOrigin::Recorded);
+        let t = r.tl1(Shape::new(256, 256)).unwrap();
+        assert_eq!((t.tile_rows, t.block_k, t.simd_rows), (128, 64, 64));
+        // The recorded configuration lacks 768 x 256: an error, not the user's or the rule's.
+        assert!(matches!(
+            r.tl1(Shape::new(768, 256)),
+            Err(Error::Tiling { .. })
+        ));
+        let r = TilingResolver::new(None, Some(user));
+        assert_eq!(r.origin(), TilingOrigin::UserConfig);
+        assert_eq!(r.tl1(Shape::new(768, 256)).unwrap().tile_rows, 256);
+        let r = TilingResolver::new(None, None);
+        assert_eq!(r.origin(), TilingOrigin::Derived);
         assert_eq!(
-            (t.tile_rows, t.block_k, t.simd_rows, o),
-            (128, 64, 64, TilingOrigin::Recorded)
+            r.tl1(Shape::new(2560, 2560)).unwrap(),
+            Tl1Tiling::derive(Shape::new(2560, 2560)).unwrap().0
         );
-        let (t, o) = r.tl1(Shape::new(128, 256)).unwrap();
-        assert_eq!((t.tile_rows, o), (64, TilingOrigin::UserConfig));
-        let (_, o) = r.tl1(Shape::new(2560, 2560)).unwrap();
-        assert_eq!(o, TilingOrigin::Derived(TilingSource::Proposed2B4T));
     }
 }

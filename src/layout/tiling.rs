@@ -25,6 +25,22 @@ pub struct Tl2Tiling {
 
 use super::{Error, Shape};
 
+impl std::fmt::Display for Tl1Tiling {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "BM {} BK {} bm {}",
+            self.tile_rows, self.block_k, self.simd_rows
+        )
+    }
+}
+
+impl std::fmt::Display for Tl2Tiling {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "BM {} BK {} bm 32", self.tile_rows, self.block_k)
+    }
+}
+
 /// Where a known tiling comes from (see [`TL1_KNOWN`] / [`TL2_KNOWN`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TilingSource {

@@ -12,14 +12,13 @@ use super::kernels::{
 use super::tokenizer::{GgufVocab, Tokenizer};
 use crate::gguf::{keys, GgmlType, GgufFile, Value};
 use crate::layout::kernel_config::KernelConfig;
-use crate::layout::tiling::{Tl1Tiling, Tl2Tiling};
 use crate::layout::Shape;
+use crate::layout::{TilingOrigin, TilingResolver};
 use half::{bf16, f16};
 
-/// Metadata key holding the text of a bitnet.cpp `kernel_config.ini` for the file's TL tensors.
-pub const KERNEL_CONFIG_KEY: &str = "bitnet.tl.kernel_config";
-/// Metadata key saying where that tiling came from.
-pub const TILING_SOURCE_KEY: &str = "bitnet.tl.tiling_source";
+pub use crate::gguf::keys::{
+    BITNET_TL_KERNEL_CONFIG as KERNEL_CONFIG_KEY, BITNET_TL_TILING_SOURCE as TILING_SOURCE_KEY,
+};
 
 /// Hyper-parameters of the graph, from the file's metadata (`bitnet-arch.md` §3).
 #[derive(Debug, Clone, PartialEq)]
@@ -517,25 +516,17 @@ pub struct Model<'a> {
     pub warnings: Vec<String>,
 }
 
-enum TilingFrom {
-    File(KernelConfig),
-    User(KernelConfig),
-    Derive,
-}
-
 impl<'a> Model<'a> {
     /// Loads the graph of `file` (`bitnet-b1.58` or `bitnet-25`), zero-copy.
     pub fn load(file: &GgufFile<'a>, opts: &LoadOptions) -> Result<Self, Error> {
         let mut warnings = Vec::new();
         let hp = HyperParams::from_gguf(file, &mut warnings)?;
         let (d, ff, vocab) = (hp.embedding_length, hp.feed_forward_length, hp.vocab_size);
-        let tiling_from = match file.get_str(KERNEL_CONFIG_KEY)? {
-            Some(text) => TilingFrom::File(KernelConfig::parse(text)?),
-            None => match &opts.kernel_config {
-                Some(cfg) => TilingFrom::User(cfg.clone()),
-                None => TilingFrom::Derive,
-            },
+        let recorded = match file.get_str(KERNEL_CONFIG_KEY)? {
+            Some(text) => Some(KernelConfig::parse(text)?),
+            None => None,
         };
+        let tiling = TilingResolver::new(recorded, opts.kernel_config.clone());
         let mut tiling_notes: Vec<String> = Vec::new();
         let mut projection =
             |name: String, k: usize, m: usize| -> Result<Projection<'a>, Error> {
@@ -546,52 +537,26 @@ impl<'a> Model<'a> {
                     GgmlType::TQ1_0 => Projection::Tq1_0(Tq1_0Weights::new(bytes, shape)?),
                     GgmlType::TQ2_0 => Projection::Tq2_0(Tq2_0Weights::new(bytes, shape)?),
                     GgmlType::TL1 => {
-                        let (tiling, note) = match &tiling_from {
-                            TilingFrom::File(cfg) => (
-                                cfg.tl1_tiling(shape)?,
-                                "the file's bitnet.tl.kernel_config".to_string(),
-                            ),
-                            TilingFrom::User(cfg) => (
-                                cfg.tl1_tiling(shape)?,
-                                "the given kernel_config.ini".to_string(),
-                            ),
-                            TilingFrom::Derive => {
-                                let (t, src) = Tl1Tiling::derive(shape)?;
-                                (t, format!("derived ({src:?})"))
-                            }
-                        };
+                        let t = tiling.tl1(shape)?;
                         note_tiling(
                             &mut tiling_notes,
                             "TL1",
                             shape,
-                            &format!("{tiling:?}"),
-                            &note,
+                            &t.to_string(),
+                            tiling.origin(),
                         );
-                        Projection::Tl1(Tl1Weights::new(bytes, shape, tiling)?)
+                        Projection::Tl1(Tl1Weights::new(bytes, shape, t)?)
                     }
                     GgmlType::TL2 => {
-                        let (tiling, note) = match &tiling_from {
-                            TilingFrom::File(cfg) => (
-                                cfg.tl2_tiling(shape)?,
-                                "the file's bitnet.tl.kernel_config".to_string(),
-                            ),
-                            TilingFrom::User(cfg) => (
-                                cfg.tl2_tiling(shape)?,
-                                "the given kernel_config.ini".to_string(),
-                            ),
-                            TilingFrom::Derive => {
-                                let (t, src): (Tl2Tiling, _) = Tl2Tiling::derive(shape)?;
-                                (t, format!("derived ({src:?})"))
-                            }
-                        };
+                        let t = tiling.tl2(shape)?;
                         note_tiling(
                             &mut tiling_notes,
                             "TL2",
                             shape,
-                            &format!("{tiling:?}"),
-                            &note,
+                            &t.to_string(),
+                            tiling.origin(),
                         );
-                        Projection::Tl2(Tl2Weights::new(bytes, shape, tiling)?)
+                        Projection::Tl2(Tl2Weights::new(bytes, shape, t)?)
                     }
                     GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 | GgmlType::Q8_0 => {
                         Projection::Dense(DenseMatrix::new(&name, info, bytes, shape)?)
@@ -675,7 +640,13 @@ impl<'a> Model<'a> {
     }
 }
 
-fn note_tiling(notes: &mut Vec<String>, layout: &str, shape: Shape, tiling: &str, from: &str) {
+fn note_tiling(
+    notes: &mut Vec<String>,
+    layout: &str,
+    shape: Shape,
+    tiling: &str,
+    from: TilingOrigin,
+) {
     let line = format!("{layout} {shape}: {tiling} from {from}");
     if !notes.contains(&line) {
         notes.push(line);
