@@ -46,3 +46,5 @@ mod run_cli;
 mod run_common;
 mod run_hidden;
 mod run_parity;
+// Our own conversions of ref-tiny through bitnet-run.
+mod run_own_conversions;

@@ -481,3 +481,102 @@ proptest! {
         }
     }
 }
+
+/// The LLaMA-3 tokenizer as a Hugging Face `tokenizer.json` (the structure of
+/// `shared/fixtures/llama3-tokenizer/tokenizer.json`), rebuilt from the ranks.
+fn llama3_tokenizer_json() -> Value {
+    let vocab = llama3_gguf_vocab();
+    let mut model_vocab = serde_json::Map::new();
+    for (id, token) in vocab.tokens.iter().take(128_000).enumerate() {
+        model_vocab.insert(token.clone(), Value::from(id));
+    }
+    let merges: Vec<Value> = vocab
+        .merges
+        .iter()
+        .map(|m| {
+            let (a, b) = m.split_once(' ').expect("merge pair");
+            serde_json::json!([a, b])
+        })
+        .collect();
+    let added: Vec<Value> = vocab.tokens[128_000..]
+        .iter()
+        .enumerate()
+        .map(|(i, content)| {
+            serde_json::json!({"id": 128_000 + i, "content": content, "single_word": false,
+                "lstrip": false, "rstrip": false, "normalized": false, "special": true})
+        })
+        .collect();
+    serde_json::json!({
+        "version": "1.0",
+        "added_tokens": added,
+        "normalizer": null,
+        "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+            {"type": "Split", "pattern": {"Regex": bitnet_gguf::hf::vocab::LLAMA3_SPLIT_REGEX},
+             "behavior": "Isolated", "invert": false},
+            {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": false}
+        ]},
+        "post_processor": {"type": "TemplateProcessing",
+            "single": [{"SpecialToken": {"id": "<|begin_of_text|>", "type_id": 0}},
+                       {"Sequence": {"id": "A", "type_id": 0}}],
+            "pair": [], "special_tokens": {"<|begin_of_text|>":
+                {"id": "<|begin_of_text|>", "ids": [128_000], "tokens": ["<|begin_of_text|>"]}}},
+        "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true,
+                    "use_regex": true},
+        "model": {"type": "BPE", "dropout": null, "unk_token": null,
+                  "continuing_subword_prefix": null, "end_of_word_suffix": null,
+                  "fuse_unk": false, "byte_fallback": false, "ignore_merges": true,
+                  "vocab": model_vocab, "merges": merges}
+    })
+}
+
+/// Issue 5: the 45 vectors through a GGUF whose tokenizer metadata our converter's code built
+/// from `tokenizer.json` + `tokenizer_config.json` (hf::vocab → convert::metadata → GGUF writer →
+/// reader → runtime tokenizer).
+#[test]
+fn llama3_vectors_through_a_gguf_built_by_the_converter() {
+    use bitnet_gguf::convert::metadata::{build, MetadataInputs, Profile};
+    use bitnet_gguf::gguf::{GgufFile, GgufWriter};
+    use bitnet_gguf::hf::synth::SynthPreset;
+    use bitnet_gguf::hf::vocab::{Vocab, VocabOptions};
+    use bitnet_gguf::hf::CheckpointFormat;
+    use bitnet_gguf::layout::LayoutKind;
+
+    let tokenizer_json = llama3_tokenizer_json();
+    let tokenizer_config = serde_json::json!({
+        "bos_token": "<|begin_of_text|>", "eos_token": "<|end_of_text|>", "add_bos_token": true
+    });
+    let config = SynthPreset::TwoB4T.config(CheckpointFormat::Packed);
+    let vocab = Vocab::from_json(
+        Path::new("tokenizer.json"),
+        &tokenizer_json,
+        Some(&tokenizer_config),
+        Some(&config.raw),
+        &VocabOptions::default(),
+    )
+    .expect("the LLaMA-3 tokenizer.json converts");
+    let metadata = build(
+        &config,
+        &MetadataInputs {
+            profile: Profile::Official,
+            name: "llama3-tokenizer",
+            layout: LayoutKind::I2_S,
+            vocab: Some(&vocab),
+            pre: Some("llama-bpe"),
+        },
+    );
+    let bytes = GgufWriter::new(Vec::new(), &metadata, &[])
+        .and_then(GgufWriter::finish)
+        .expect("metadata-only GGUF");
+    let file = GgufFile::parse(&bytes).expect("our own GGUF parses");
+    assert_eq!(
+        file.get_array("tokenizer.ggml.merges")
+            .unwrap()
+            .unwrap()
+            .len(),
+        280_147
+    );
+    let tokenizer = bitnet_gguf::runtime::tokenizer_from_gguf(&file).expect("GGUF tokenizer");
+    assert_eq!(tokenizer.vocab_size(), 128_256);
+    assert_eq!(tokenizer.eot_id(), Some(128_009));
+    check_vectors(&tokenizer, "converter-built GGUF");
+}
