@@ -3,8 +3,8 @@
 use super::metadata::{self, MetadataInputs, Profile, DEFAULT_PRE};
 use super::plan::{projection_shapes, projection_type, EmbedType, Job, TlPlan};
 use super::source::{ModelSource, UserKernelConfig, TL_KERNEL_CONFIG_KEY, TL_TILING_SOURCE_KEY};
-use super::verify::{self, VerifyOptions};
-use super::{check_output, write_gguf, ConvertReport, Error};
+use super::{check_output, ConvertReport, Error};
+use super::{finish_gguf, GgufOutput};
 use crate::gguf::{GgmlType, MetaValue};
 use crate::hf::names::TensorRole;
 use crate::hf::vocab::{Vocab, VocabOptions};
@@ -185,42 +185,19 @@ pub fn hf_to_gguf(opts: &HfToGguf) -> Result<ConvertReport, Error> {
         };
         jobs.push(Job::new(&source, t.role, gguf_name, ty));
     }
-    if !fallbacks.is_empty() {
-        notes.push(format!(
-            "{} needs K % 256 == 0: {} projection(s) stored as F16 instead (lossless): {}",
-            opts.layout,
-            fallbacks.len(),
-            fallbacks.join(", ")
-        ));
-    }
-    let (bytes, outcome) =
-        write_gguf(&source, &meta, &jobs, tl.as_ref(), &opts.output, opts.quiet)?;
-    if !outcome.rounded_scales.is_empty() {
-        notes.push(format!(
-            "{} scale(s) rounded to the layout's 16-bit scale type",
-            outcome.rounded_scales.len()
-        ));
-    }
-    let verify = if opts.verify {
-        let written = ModelSource::open(&opts.output, None)?;
-        let options = VerifyOptions {
-            scale_ulps: if outcome.rounded_scales.is_empty() {
-                0
-            } else {
-                1 << 16
-            },
-            skip_dense: opts.embed_type == EmbedType::Q8_0,
-            dense_as_output: true,
-        };
-        Some(verify::compare(&source, &written, &options)?)
-    } else {
-        None
-    };
-    Ok(ConvertReport {
-        output: opts.output.clone(),
-        bytes,
-        tensors: jobs.len(),
+    finish_gguf(
+        &source,
+        &meta,
+        &jobs,
+        tl.as_ref(),
+        GgufOutput {
+            path: &opts.output,
+            layout: opts.layout,
+            quiet: opts.quiet,
+            verify: opts.verify,
+            skip_dense_in_verify: opts.embed_type == EmbedType::Q8_0,
+        },
+        &fallbacks,
         notes,
-        verify,
-    })
+    )
 }

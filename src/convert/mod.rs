@@ -31,6 +31,7 @@ pub use verify::{compare, VerifyOptions, VerifyReport};
 
 use crate::gguf::{GgufWriter, Metadata};
 use crate::io::{same_file, AtomicFile};
+use crate::layout::LayoutKind;
 use std::path::{Path, PathBuf};
 
 /// What a converting command did.
@@ -59,6 +60,66 @@ pub(crate) fn check_output(inputs: &[&Path], output: &Path) -> Result<(), Error>
         }
     }
     Ok(())
+}
+
+/// Where and how [`finish_gguf`] writes.
+pub(crate) struct GgufOutput<'a> {
+    pub(crate) path: &'a Path,
+    pub(crate) layout: LayoutKind,
+    pub(crate) quiet: bool,
+    pub(crate) verify: bool,
+    /// The embedding was quantized (Q8_0): compare only the other tensors when verifying.
+    pub(crate) skip_dense_in_verify: bool,
+}
+
+/// The common end of every GGUF-writing command: note the F16 fallbacks, write atomically,
+/// note rounded scales, re-read and verify the output on request, and report.
+pub(crate) fn finish_gguf(
+    source: &ModelSource,
+    metadata: &Metadata,
+    jobs: &[plan::Job],
+    tl: Option<&plan::TlPlan>,
+    out: GgufOutput<'_>,
+    fallbacks: &[String],
+    mut notes: Vec<String>,
+) -> Result<ConvertReport, Error> {
+    if !fallbacks.is_empty() {
+        notes.push(format!(
+            "{} needs K % 256 == 0: {} projection(s) stored as F16 instead (lossless): {}",
+            out.layout,
+            fallbacks.len(),
+            fallbacks.join(", ")
+        ));
+    }
+    let (bytes, outcome) = write_gguf(source, metadata, jobs, tl, out.path, out.quiet)?;
+    if !outcome.rounded_scales.is_empty() {
+        notes.push(format!(
+            "{} scale(s) rounded to the layout's 16-bit scale type",
+            outcome.rounded_scales.len()
+        ));
+    }
+    let verify = if out.verify {
+        let written = ModelSource::open(out.path, None)?;
+        let options = VerifyOptions {
+            scale_ulps: if outcome.rounded_scales.is_empty() {
+                0
+            } else {
+                1 << 16
+            },
+            skip_dense: out.skip_dense_in_verify,
+            dense_as_output: true,
+        };
+        Some(verify::compare(source, &written, &options)?)
+    } else {
+        None
+    };
+    Ok(ConvertReport {
+        output: out.path.to_path_buf(),
+        bytes,
+        tensors: jobs.len(),
+        notes,
+        verify,
+    })
 }
 
 /// Writes a GGUF file atomically; returns its size.
