@@ -18,37 +18,17 @@ pub struct AtomicFile {
 impl AtomicFile {
     /// Creates `.<name>.tmp-<pid>-<n>` in the target's directory.
     pub fn create(target: &Path) -> io::Result<Self> {
-        let dir = match target.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        let name = target
-            .file_name()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "target has no file name"))?
-            .to_string_lossy()
-            .into_owned();
-        for attempt in 0..1000u32 {
-            let temp = dir.join(format!(".{name}.tmp-{}-{attempt}", std::process::id()));
-            match fs::OpenOptions::new()
+        let (temp, file) = create_unique_beside(target, |path| {
+            fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
-                .open(&temp)
-            {
-                Ok(file) => {
-                    return Ok(Self {
-                        target: target.to_path_buf(),
-                        temp,
-                        out: Some(BufWriter::with_capacity(1 << 20, file)),
-                    })
-                }
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(e),
-            }
-        }
-        Err(io::Error::new(
-            io::ErrorKind::AlreadyExists,
-            "could not create a unique temporary file",
-        ))
+                .open(path)
+        })?;
+        Ok(Self {
+            target: target.to_path_buf(),
+            temp,
+            out: Some(BufWriter::with_capacity(1 << 20, file)),
+        })
     }
 
     /// The final path.
@@ -71,13 +51,132 @@ impl AtomicFile {
         file.sync_all()?;
         drop(file);
         fs::rename(&self.temp, &self.target)?;
-        // Best effort: make the rename durable.
-        if let Some(dir) = self.target.parent().filter(|p| !p.as_os_str().is_empty()) {
-            if let Ok(d) = File::open(dir) {
-                let _ = d.sync_all();
+        sync_parent(&self.target);
+        Ok(())
+    }
+}
+
+/// Runs `make` on `.<name>.tmp-<pid>-<n>` beside `target` for n = 0, 1, ... until it does not
+/// fail with `AlreadyExists` (so concurrent writers never share a temporary name).
+fn create_unique_beside<T>(
+    target: &Path,
+    make: impl Fn(&Path) -> io::Result<T>,
+) -> io::Result<(PathBuf, T)> {
+    let dir = match target.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = target
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "target has no file name"))?
+        .to_string_lossy()
+        .into_owned();
+    for attempt in 0..1000u32 {
+        let temp = dir.join(format!(".{name}.tmp-{}-{attempt}", std::process::id()));
+        match make(&temp) {
+            Ok(made) => return Ok((temp, made)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::AlreadyExists,
+        "could not create a unique temporary name",
+    ))
+}
+
+/// Best effort: make a rename into `target`'s directory durable.
+fn sync_parent(target: &Path) {
+    if let Some(dir) = target.parent().filter(|p| !p.as_os_str().is_empty()) {
+        if let Ok(d) = File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+}
+
+/// A directory built under a temporary name beside its target and renamed into place by
+/// [`AtomicDir::commit`] (every file in it fsynced first). Dropped without a commit, it is
+/// removed with its contents, so a failed run leaves no half-written directory.
+#[derive(Debug)]
+pub struct AtomicDir {
+    target: PathBuf,
+    temp: PathBuf,
+    committed: bool,
+}
+
+impl AtomicDir {
+    /// Creates `.<name>.tmp-<pid>-<n>` beside `target`.
+    pub fn create(target: &Path) -> io::Result<Self> {
+        let (temp, ()) = create_unique_beside(target, |path| fs::create_dir(path))?;
+        Ok(Self {
+            target: target.to_path_buf(),
+            temp,
+            committed: false,
+        })
+    }
+
+    /// The temporary directory to write into.
+    pub fn path(&self) -> &Path {
+        &self.temp
+    }
+
+    /// The final path.
+    pub fn target(&self) -> &Path {
+        &self.target
+    }
+
+    /// Fsyncs every file in the directory and renames it onto the target.
+    pub fn commit(mut self) -> io::Result<()> {
+        for entry in fs::read_dir(&self.temp)? {
+            let path = entry?.path();
+            if path.is_file() {
+                File::open(&path)?.sync_all()?;
             }
         }
+        fs::rename(&self.temp, &self.target)?;
+        self.committed = true;
+        sync_parent(&self.target);
         Ok(())
+    }
+}
+
+impl Drop for AtomicDir {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = fs::remove_dir_all(&self.temp);
+        }
+    }
+}
+
+/// A writer that counts the bytes it passes on to `inner` (for checking that a producer wrote
+/// exactly the length it promised).
+#[derive(Debug)]
+pub struct CountingWriter<'a, W: Write> {
+    inner: &'a mut W,
+    count: u64,
+}
+
+impl<'a, W: Write> CountingWriter<'a, W> {
+    /// Wraps `inner` with a count of zero.
+    pub fn new(inner: &'a mut W) -> Self {
+        Self { inner, count: 0 }
+    }
+
+    /// Bytes written so far.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+}
+
+impl<W: Write> Write for CountingWriter<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.count += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
     }
 }
 
@@ -164,5 +263,28 @@ mod tests {
         assert!(same_file(&a, &dir.path().join(".").join("a")).unwrap());
         assert!(!same_file(&a, &c).unwrap());
         assert!(!same_file(&a, &dir.path().join("missing")).unwrap());
+    }
+
+    #[test]
+    fn atomic_dir_commits_whole_or_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("ckpt");
+        let d = AtomicDir::create(&target).unwrap();
+        fs::write(d.path().join("a.json"), b"{}").unwrap();
+        let temp = d.path().to_path_buf();
+        drop(d);
+        assert!(!temp.exists() && !target.exists());
+        let d = AtomicDir::create(&target).unwrap();
+        fs::write(d.path().join("a.json"), b"{}").unwrap();
+        d.commit().unwrap();
+        assert_eq!(fs::read(target.join("a.json")).unwrap(), b"{}");
+    }
+
+    #[test]
+    fn counting_writer_counts() {
+        let mut sink = Vec::new();
+        let mut w = CountingWriter::new(&mut sink);
+        w.write_all(b"hello").unwrap();
+        assert_eq!(w.count(), 5);
     }
 }

@@ -15,6 +15,7 @@ use crate::hf::master::{ternarize, ulp_distance};
 use crate::hf::names::TensorRole;
 use crate::hf::writer::{write_safetensors, TensorHeader};
 use crate::hf::{CheckpointFormat, Dtype};
+use crate::io::AtomicDir;
 use crate::layout::hf_packed::{HfScale, ScaleConvention, ScaleDtype, ScaleRounding, HF_PACKED};
 use crate::layout::Shape;
 use std::collections::BTreeMap;
@@ -74,21 +75,9 @@ pub fn gguf_to_hf(opts: &GgufToHf) -> Result<ConvertReport, Error> {
     if let Some(origin) = source.tiling_origin_text() {
         notes.push(format!("input TL tiling: {origin}"));
     }
-    let temp = temp_dir_beside(&opts.output);
-    std::fs::create_dir(&temp).map_err(|e| Error::io(&temp, e))?;
-    let result = write_dir(&source, opts, &temp, &mut notes);
-    let result = result.and_then(|tensors| {
-        sync_dir(&temp)?;
-        std::fs::rename(&temp, &opts.output).map_err(|e| Error::io(&opts.output, e))?;
-        Ok(tensors)
-    });
-    let tensors = match result {
-        Ok(t) => t,
-        Err(e) => {
-            let _ = std::fs::remove_dir_all(&temp);
-            return Err(e);
-        }
-    };
+    let dir = AtomicDir::create(&opts.output).map_err(|e| Error::io(&opts.output, e))?;
+    let tensors = write_dir(&source, opts, dir.path(), &mut notes)?;
+    dir.commit().map_err(|e| Error::io(&opts.output, e))?;
     let verify = if opts.verify {
         let written = ModelSource::open(&opts.output, None)?;
         let options = VerifyOptions {
@@ -113,23 +102,6 @@ pub fn gguf_to_hf(opts: &GgufToHf) -> Result<ConvertReport, Error> {
         notes,
         verify,
     })
-}
-
-fn temp_dir_beside(target: &Path) -> PathBuf {
-    let name = target
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "out".into());
-    target.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
-}
-
-fn sync_dir(dir: &Path) -> Result<(), Error> {
-    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
-        let path = entry.map_err(|e| Error::io(dir, e))?.path();
-        let f = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
-        f.sync_all().map_err(|e| Error::io(&path, e))?;
-    }
-    Ok(())
 }
 
 fn write_json(path: &Path, value: &serde_json::Value) -> Result<(), Error> {

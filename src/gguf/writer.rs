@@ -12,6 +12,7 @@ use super::reader::GgufFile;
 use super::types::{tensor_nbytes, GgmlType};
 use super::value::{encode_str, MetaValue, Value, ValueType};
 use super::{keys, Error};
+use crate::io::CountingWriter;
 use std::collections::HashMap;
 use std::io::Write;
 
@@ -347,15 +348,12 @@ impl<W: Write> GgufWriter<W> {
             });
         }
         let expected = p.byte_len;
-        let mut counting = CountingWriter {
-            inner: &mut self.out,
-            count: 0,
-        };
+        let mut counting = CountingWriter::new(&mut self.out);
         fill(&mut counting)?;
-        if counting.count != expected {
+        if counting.count() != expected {
             return Err(Error::WriterOrder {
                 expected: format!("{expected} bytes for {name:?}"),
-                found: format!("{} bytes", counting.count),
+                found: format!("{} bytes", counting.count()),
             });
         }
         write_zeros(&mut self.out, pad_len(expected, self.alignment))?;
@@ -390,24 +388,6 @@ pub fn rewrite<W: Write>(file: &GgufFile<'_>, out: W) -> Result<W, Error> {
         w.write_tensor(&t.name, file.tensor_data(t)?)?;
     }
     w.finish()
-}
-
-/// Counts the bytes passed through to `inner`.
-struct CountingWriter<'a, W: Write> {
-    inner: &'a mut W,
-    count: u64,
-}
-
-impl<W: Write> Write for CountingWriter<'_, W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.count += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
 }
 
 #[cfg(test)]

@@ -10,8 +10,9 @@ use super::names::{float_tensors, LayerNorm, Projection, TensorRole};
 use super::vocab::{
     byte_tokens_in_order, write_json, Vocab, TOKEN_TYPE_CONTROL, TOKEN_TYPE_NORMAL,
 };
-use super::writer::{temp_path_beside, write_safetensors, TensorHeader};
+use super::writer::{write_safetensors, TensorHeader};
 use super::Error;
+use crate::io::AtomicDir;
 use rayon::prelude::*;
 use safetensors::Dtype;
 use serde_json::{json, Value};
@@ -238,17 +239,9 @@ pub fn synthesize(out_dir: &Path, options: &SynthOptions) -> Result<(), Error> {
             path: out_dir.to_path_buf(),
         });
     }
-    let tmp = temp_path_beside(out_dir);
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    }
-    std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    let result = write_all(&tmp, options)
-        .and_then(|()| std::fs::rename(&tmp, out_dir).map_err(|e| Error::io(out_dir, e)));
-    if result.is_err() {
-        let _ = std::fs::remove_dir_all(&tmp);
-    }
-    result
+    let dir = AtomicDir::create(out_dir).map_err(|e| Error::io(out_dir, e))?;
+    write_all(dir.path(), options)?;
+    dir.commit().map_err(|e| Error::io(out_dir, e))
 }
 
 fn write_all(dir: &Path, options: &SynthOptions) -> Result<(), Error> {

@@ -3,10 +3,11 @@
 //! fully in memory. Output is atomic: a temporary file beside the target, fsync, rename.
 
 use super::Error;
+use crate::io::{AtomicFile, CountingWriter};
 use safetensors::Dtype;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Name, dtype and shape of one tensor to write.
@@ -87,31 +88,6 @@ pub fn dtype_name(dtype: Dtype) -> String {
     format!("{dtype:?}")
 }
 
-struct Counting<'a, W: Write> {
-    inner: &'a mut W,
-    count: u64,
-}
-
-impl<W: Write> Write for Counting<'_, W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.count += n as u64;
-        Ok(n)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
-}
-
-/// A temporary path beside `target` (same directory, so `rename` is atomic).
-pub fn temp_path_beside(target: &Path) -> PathBuf {
-    let name = target
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "out".into());
-    target.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
-}
-
 /// Writes a safetensors file atomically. `fill(i, header, out)` must write exactly
 /// `header.byte_len()` bytes of tensor `i` (little-endian).
 pub fn write_safetensors<F>(
@@ -124,37 +100,22 @@ where
     F: FnMut(usize, &TensorHeader, &mut dyn Write) -> Result<(), Error>,
 {
     let prefix = safetensors_header(tensors, metadata)?;
-    let tmp = temp_path_beside(path);
-    let result = (|| {
-        let file = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-        let mut out = BufWriter::with_capacity(8 << 20, file);
-        out.write_all(&prefix).map_err(|e| Error::io(&tmp, e))?;
-        for (i, t) in tensors.iter().enumerate() {
-            let mut counter = Counting {
-                inner: &mut out,
-                count: 0,
-            };
-            fill(i, t, &mut counter)?;
-            let expected = t.byte_len().unwrap_or(u64::MAX);
-            if counter.count != expected {
-                return Err(Error::WriterLength {
-                    path: path.to_path_buf(),
-                    tensor: t.name.clone(),
-                    expected,
-                    found: counter.count,
-                });
-            }
+    let mut out = AtomicFile::create(path).map_err(|e| Error::io(path, e))?;
+    out.write_all(&prefix).map_err(|e| Error::io(path, e))?;
+    for (i, t) in tensors.iter().enumerate() {
+        let mut counter = CountingWriter::new(&mut out);
+        fill(i, t, &mut counter)?;
+        let expected = t.byte_len().unwrap_or(u64::MAX);
+        if counter.count() != expected {
+            return Err(Error::WriterLength {
+                path: path.to_path_buf(),
+                tensor: t.name.clone(),
+                expected,
+                found: counter.count(),
+            });
         }
-        let file = out
-            .into_inner()
-            .map_err(|e| Error::io(&tmp, e.into_error()))?;
-        file.sync_all().map_err(|e| Error::io(&tmp, e))?;
-        std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
     }
-    result
+    out.commit().map_err(|e| Error::io(path, e))
 }
 
 #[cfg(test)]
