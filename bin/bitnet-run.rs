@@ -229,6 +229,21 @@ fn report_model(model: &Model<'_>, path: &Path, kernels: &Kernels) {
     }
 }
 
+/// Opens `path`, loads its model and the kernels `common` asks for, reports them on stderr, and
+/// runs `f` on them.
+fn with_model<T>(
+    path: &Path,
+    common: &Common,
+    f: impl FnOnce(&GgufFile<'_>, &Model<'_>, &Kernels) -> Result<T>,
+) -> Result<T> {
+    let kernels = kernels(common)?;
+    let map = map_file(path)?;
+    let file = GgufFile::parse(&map)?;
+    let model = Model::load(&file, &load_options(common)?)?;
+    report_model(&model, path, &kernels);
+    f(&file, &model, &kernels)
+}
+
 fn run(cli: Cli) -> Result<u8> {
     match cli.command {
         Command::Generate {
@@ -242,60 +257,58 @@ fn run(cli: Cli) -> Result<u8> {
             chat,
             common,
         } => {
-            let kernels = kernels(&common)?;
-            let map = map_file(&model)?;
-            let file = GgufFile::parse(&map)?;
-            let m = Model::load(&file, &load_options(&common)?)?;
-            report_model(&m, &model, &kernels);
-            let tok = tokenizer_from_gguf(&file)?;
-            let text = if chat {
-                generate::chat_prompt(file.get_str(keys::CHAT_TEMPLATE)?, &prompt)
-            } else {
-                prompt
-            };
-            let ids = tok.encode_prompt(&text, chat);
-            if ids.is_empty() {
-                bail!("the prompt encodes to no tokens");
-            }
-            let capacity = (ids.len() + n_predict).min(m.hparams.context_length.max(ids.len() + 1));
-            let mut session =
-                Session::with_kv_precision(&m, &kernels, capacity, common.kv_precision());
-            let n_new = n_predict.min(capacity - ids.len());
-            let mut decoder = StreamDecoder::new(true);
-            let mut out = std::io::stdout().lock();
-            let params = SamplingParams {
-                temperature: temp,
-                top_k,
-                top_p,
-                seed,
-            };
-            let stats = generate::generate(
-                &mut session,
-                &ids,
-                n_new,
-                params,
-                |id| tok.is_end_of_generation(id),
-                |id| {
-                    let piece = decoder.push(&tok, id)?;
-                    // A closed stdout (e.g. `| head`) ends generation quietly.
-                    Ok(out
-                        .write_all(piece.as_bytes())
-                        .and_then(|_| out.flush())
-                        .is_ok())
-                },
-            )?;
-            let _ = writeln!(out, "{}", decoder.finish());
-            eprintln!(
-                "bitnet-run: prompt {} tokens in {:.2} s ({:.2} tokens/s); generated {} tokens in {:.2} s ({:.2} tokens/s){}",
-                stats.prompt_tokens,
-                stats.prompt_time.as_secs_f64(),
-                stats.prompt_tokens_per_second(),
-                stats.generated_tokens,
-                stats.generation_time.as_secs_f64(),
-                stats.generation_tokens_per_second(),
-                if stats.stopped_at_end { ", stopped at end of generation" } else { "" },
-            );
-            Ok(0)
+            with_model(&model, &common, |file, m, kernels| {
+                let tok = tokenizer_from_gguf(file)?;
+                let text = if chat {
+                    generate::chat_prompt(file.get_str(keys::CHAT_TEMPLATE)?, &prompt)
+                } else {
+                    prompt
+                };
+                let ids = tok.encode_prompt(&text, chat);
+                if ids.is_empty() {
+                    bail!("the prompt encodes to no tokens");
+                }
+                let capacity =
+                    (ids.len() + n_predict).min(m.hparams.context_length.max(ids.len() + 1));
+                let mut session =
+                    Session::with_kv_precision(m, kernels, capacity, common.kv_precision());
+                let n_new = n_predict.min(capacity - ids.len());
+                let mut decoder = StreamDecoder::new(true);
+                let mut out = std::io::stdout().lock();
+                let params = SamplingParams {
+                    temperature: temp,
+                    top_k,
+                    top_p,
+                    seed,
+                };
+                let stats = generate::generate(
+                    &mut session,
+                    &ids,
+                    n_new,
+                    params,
+                    |id| tok.is_end_of_generation(id),
+                    |id| {
+                        let piece = decoder.push(&tok, id)?;
+                        // A closed stdout (e.g. `| head`) ends generation quietly.
+                        Ok(out
+                            .write_all(piece.as_bytes())
+                            .and_then(|_| out.flush())
+                            .is_ok())
+                    },
+                )?;
+                let _ = writeln!(out, "{}", decoder.finish());
+                eprintln!(
+                    "bitnet-run: prompt {} tokens in {:.2} s ({:.2} tokens/s); generated {} tokens in {:.2} s ({:.2} tokens/s){}",
+                    stats.prompt_tokens,
+                    stats.prompt_time.as_secs_f64(),
+                    stats.prompt_tokens_per_second(),
+                    stats.generated_tokens,
+                    stats.generation_time.as_secs_f64(),
+                    stats.generation_tokens_per_second(),
+                    if stats.stopped_at_end { ", stopped at end of generation" } else { "" },
+                );
+                Ok(0)
+            })
         }
         Command::Logits {
             model,
@@ -303,12 +316,7 @@ fn run(cli: Cli) -> Result<u8> {
             text,
             output,
             common,
-        } => {
-            let kernels = kernels(&common)?;
-            let map = map_file(&model)?;
-            let file = GgufFile::parse(&map)?;
-            let m = Model::load(&file, &load_options(&common)?)?;
-            report_model(&m, &model, &kernels);
+        } => with_model(&model, &common, |file, m, kernels| {
             let ids: Vec<u32> = match (tokens, text) {
                 (Some(list), _) => list
                     .split(',')
@@ -318,14 +326,14 @@ fn run(cli: Cli) -> Result<u8> {
                             .with_context(|| format!("token id {s:?}"))
                     })
                     .collect::<Result<_>>()?,
-                (None, Some(text)) => tokenizer_from_gguf(&file)?.encode_prompt(&text, false),
+                (None, Some(text)) => tokenizer_from_gguf(file)?.encode_prompt(&text, false),
                 (None, None) => bail!("give --tokens or --text"),
             };
             if ids.is_empty() {
                 bail!("no tokens to evaluate");
             }
             let mut session =
-                Session::with_kv_precision(&m, &kernels, ids.len(), common.kv_precision());
+                Session::with_kv_precision(m, kernels, ids.len(), common.kv_precision());
             let logits = session.forward(&ids, Logits::All)?;
             parity::write_f32_tensors(
                 &output,
@@ -342,7 +350,7 @@ fn run(cli: Cli) -> Result<u8> {
                 output.display()
             );
             Ok(0)
-        }
+        }),
         Command::Parity {
             model,
             reference,
@@ -387,17 +395,12 @@ fn run(cli: Cli) -> Result<u8> {
             file: text_path,
             ctx,
             common,
-        } => {
-            let kernels = kernels(&common)?;
-            let map = map_file(&model)?;
-            let file = GgufFile::parse(&map)?;
-            let m = Model::load(&file, &load_options(&common)?)?;
-            report_model(&m, &model, &kernels);
-            let tok = tokenizer_from_gguf(&file)?;
+        } => with_model(&model, &common, |file, m, kernels| {
+            let tok = tokenizer_from_gguf(file)?;
             let text = std::fs::read_to_string(&text_path)
                 .with_context(|| format!("reading {}", text_path.display()))?;
             let ids = tok.encode(&text, false);
-            let mut session = Session::with_kv_precision(&m, &kernels, ctx, common.kv_precision());
+            let mut session = Session::with_kv_precision(m, kernels, ctx, common.kv_precision());
             let bos = if tok.add_bos() { tok.bos_id() } else { None };
             let r = perplexity::perplexity(&mut session, &ids, ctx, bos)?;
             println!(
@@ -405,7 +408,7 @@ fn run(cli: Cli) -> Result<u8> {
                 r.perplexity, r.mean_nll, r.scored_tokens, r.chunks, r.ctx
             );
             Ok(0)
-        }
+        }),
         Command::Bench {
             model,
             prompt,
@@ -413,15 +416,10 @@ fn run(cli: Cli) -> Result<u8> {
             repetitions,
             json,
             common,
-        } => {
-            let kernels = kernels(&common)?;
-            let map = map_file(&model)?;
-            let file = GgufFile::parse(&map)?;
-            let m = Model::load(&file, &load_options(&common)?)?;
-            report_model(&m, &model, &kernels);
+        } => with_model(&model, &common, |_file, m, kernels| {
             let mut session = Session::with_kv_precision(
-                &m,
-                &kernels,
+                m,
+                kernels,
                 prompt.max(n_gen).max(1),
                 common.kv_precision(),
             );
@@ -448,7 +446,7 @@ fn run(cli: Cli) -> Result<u8> {
                 }
             }
             Ok(0)
-        }
+        }),
         Command::Synth { output, seed } => {
             synth::write_synthetic_model(&output, &synth::SynthSpec::BITNET_2B_4T, seed)?;
             eprintln!("bitnet-run: wrote {}", output.display());
