@@ -55,7 +55,16 @@ impl TernaryTensor {
                 found: codes.len(),
             });
         }
-        if let Some(index) = codes.iter().position(|&c| !(-1..=1).contains(&c)) {
+        // A branch-free scan per chunk (vectorizes); the exact position only on failure.
+        let all_ternary = codes.chunks(4096).all(|chunk| {
+            chunk.iter().fold(0u8, |bad, &c| {
+                bad | (c.wrapping_add(1) as u8).saturating_sub(2)
+            }) == 0
+        });
+        if let Some(index) = (!all_ternary)
+            .then(|| codes.iter().position(|&c| !(-1..=1).contains(&c)))
+            .flatten()
+        {
             return Err(Error::NotTernary {
                 layout: "ternary",
                 index,
@@ -133,5 +142,33 @@ impl TernaryTensor {
         }
         let nonzero = self.codes.iter().filter(|&&c| c != 0).count();
         nonzero as f64 * f64::from(self.scale).abs() / self.codes.len() as f64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_rejects_every_non_ternary_code_and_names_the_first() {
+        for bad in [2i8, -2, 3, 127, -128] {
+            let mut codes = vec![0i8; 10_000];
+            codes[7_777] = bad;
+            codes[9_999] = bad;
+            let err = TernaryTensor::new(Shape::new(100, 100), codes, 1.0).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    Error::NotTernary {
+                        index: 7_777,
+                        row: 77,
+                        col: 77,
+                        ..
+                    }
+                ),
+                "{bad}: {err:?}"
+            );
+        }
+        assert!(TernaryTensor::new(Shape::new(2, 2), vec![-1, 0, 1, 0], 1.0).is_ok());
     }
 }
