@@ -13,16 +13,16 @@
 //!   ([`I2sWeights`], [`Tl1Weights`], [`Tl2Weights`], [`Tq2_0Weights`], [`Tq1_0Weights`],
 //!   [`F16Weights`], [`F32Weights`]) go in, `y[token * M + row]` comes out.
 //!
-//! Threading: output rows (whole TL tiles) are split into `threads` equal contiguous ranges run
-//! on a private rayon pool (no pool when `threads == 1`, so single-threaded decode pays no
-//! hand-off). Equal static ranges suit the equal-cost rows of a matmul; a spinning pool for lower
-//! per-call latency is left to the performance issue.
+//! Threading: output rows (whole TL tiles) are split into `4 × threads` contiguous chunks that
+//! the threads of a private spinning pool (`pool`) take from an atomic counter; no pool when
+//! `threads == 1`, so single-threaded decode pays no hand-off.
 
 #![allow(non_camel_case_types)]
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 mod lut;
+mod pool;
 pub mod quant;
 mod scalar;
 
@@ -87,7 +87,7 @@ pub enum Error {
     ThreadPool {
         /// Requested thread count.
         threads: usize,
-        /// rayon's message.
+        /// The operating system's message.
         message: String,
     },
 }
@@ -641,7 +641,7 @@ const TL_TOKEN_GROUP: usize = 8;
 pub struct Kernels {
     table: &'static KernelTable,
     threads: usize,
-    pool: Option<rayon::ThreadPool>,
+    pool: Option<pool::SpinPool>,
     lut_scratch: Mutex<Vec<u8>>,
 }
 
@@ -651,16 +651,10 @@ impl Kernels {
         let table = KernelTable::for_isa(isa.unwrap_or_else(Isa::detect))?;
         let threads = threads.max(1);
         let pool = if threads > 1 {
-            Some(
-                rayon::ThreadPoolBuilder::new()
-                    .num_threads(threads)
-                    .thread_name(|i| format!("bitnet-kernel-{i}"))
-                    .build()
-                    .map_err(|e| Error::ThreadPool {
-                        threads,
-                        message: e.to_string(),
-                    })?,
-            )
+            Some(pool::SpinPool::new(threads).map_err(|e| Error::ThreadPool {
+                threads,
+                message: e.to_string(),
+            })?)
         } else {
             None
         };
@@ -682,16 +676,16 @@ impl Kernels {
         self.threads
     }
 
-    /// Runs `f(start, end)` over `threads` contiguous ranges of `0..units`.
+    /// Runs `f(start, end)` over contiguous ranges covering `0..units`: `CHUNKS_PER_THREAD`
+    /// chunks per thread, taken dynamically from the spinning pool (so a thread the scheduler
+    /// preempts costs at most one chunk).
     fn split<F: Fn(usize, usize) + Sync>(&self, units: usize, f: F) {
-        let parts = self.threads.min(units);
+        const CHUNKS_PER_THREAD: usize = 4;
         match &self.pool {
-            Some(pool) if parts > 1 => pool.scope(|s| {
-                let f = &f;
-                for i in 0..parts {
-                    s.spawn(move |_| f(units * i / parts, units * (i + 1) / parts));
-                }
-            }),
+            Some(pool) if self.threads.min(units) > 1 => {
+                let chunks = (self.threads * CHUNKS_PER_THREAD).min(units);
+                pool.run(chunks, &|c| f(units * c / chunks, units * (c + 1) / chunks));
+            }
             _ => f(0, units),
         }
     }
