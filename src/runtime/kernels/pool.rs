@@ -122,8 +122,9 @@ impl SpinPool {
         // the erased lifetime is never outlived.
         let ptr = &job as *const Job<'_> as *mut Job<'static>;
         s.job.store(ptr, Ordering::Relaxed);
+        // Gate first, then the epoch: a worker woken by the epoch finds the gate open.
+        s.gate.store(0, Ordering::SeqCst);
         s.epoch.fetch_add(1, Ordering::SeqCst);
-        s.gate.store(0, Ordering::Release);
         if s.sleepers.load(Ordering::SeqCst) > 0 {
             let _guard = s.park.lock().unwrap_or_else(|e| e.into_inner());
             s.wake.notify_all();
@@ -164,7 +165,8 @@ fn worker(s: &Shared) {
     loop {
         // Wait for a new epoch: spin, then park.
         let mut spins = 0u32;
-        while s.epoch.load(Ordering::Acquire) == seen {
+        let idle = || s.epoch.load(Ordering::SeqCst) == seen && !s.shutdown.load(Ordering::SeqCst);
+        while idle() {
             spins += 1;
             if spins < SPIN_LIMIT {
                 std::hint::spin_loop();
@@ -172,16 +174,19 @@ fn worker(s: &Shared) {
             }
             let mut guard = s.park.lock().unwrap_or_else(|e| e.into_inner());
             s.sleepers.fetch_add(1, Ordering::SeqCst);
-            while s.epoch.load(Ordering::SeqCst) == seen {
+            while idle() {
                 guard = s.wake.wait(guard).unwrap_or_else(|e| e.into_inner());
             }
             s.sleepers.fetch_sub(1, Ordering::SeqCst);
             break;
         }
+        // Read the epoch before testing shutdown: `Drop` sets shutdown before its epoch bump, so
+        // a worker that records the shutdown epoch as seen also sees the flag (otherwise it
+        // would wait for an epoch that never comes).
+        seen = s.epoch.load(Ordering::SeqCst);
         if s.shutdown.load(Ordering::SeqCst) {
             return;
         }
-        seen = s.epoch.load(Ordering::Acquire);
         // Register unless the caller has already closed the gate.
         let mut g = s.gate.load(Ordering::Acquire);
         let registered = loop {
@@ -214,6 +219,23 @@ fn worker(s: &Shared) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pools_start_and_stop_repeatedly() {
+        for threads in 1..4 {
+            for jobs in 0..3 {
+                let pool = SpinPool::new(threads).expect("pool");
+                let count = AtomicUsize::new(0);
+                for _ in 0..jobs {
+                    pool.run(5, &|_| {
+                        count.fetch_add(1, Ordering::Relaxed);
+                    });
+                }
+                drop(pool);
+                assert_eq!(count.load(Ordering::Relaxed), 5 * jobs);
+            }
+        }
+    }
 
     #[test]
     fn every_chunk_runs_once_across_many_jobs() {
