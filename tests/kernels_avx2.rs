@@ -216,3 +216,26 @@ fn tq_block_dots_are_exact() {
         }
     }
 }
+
+/// Q8_0 views and the Q8_0 activation quantizer refuse what they cannot handle, and the
+/// quantizer follows ggml's rule (d = amax/127 rounded to f16, q = round(x/d)).
+#[test]
+fn q8_0_rejects_bad_input_and_quantizes_like_ggml() {
+    assert!(Q8_0Weights::new(&[0u8; 34], Shape::new(1, 33)).is_err());
+    assert!(Q8_0Weights::new(&[0u8; 33], Shape::new(1, 32)).is_err());
+    assert!(Q8_0Weights::new(&[0u8; 68], Shape::new(2, 32)).is_ok());
+    let mut q = Q8Rows::new();
+    assert!(q.quantize(&[1.0; 31], 31).is_err());
+    assert!(q.quantize(&[1.0; 48], 32).is_err());
+    let x: Vec<f32> = (0..32).map(|i| i as f32 - 12.5).collect();
+    q.quantize(&x, 32).unwrap();
+    assert_eq!(q.rows(), 1);
+    let d = 18.5f32 / 127.0;
+    assert_eq!(q.scales()[0], half::f16::from_f32(d).to_f32());
+    assert_eq!(q.values()[31], 127);
+    assert_eq!(q.values()[0], (-12.5f32 * (1.0 / d)).round() as i8);
+    let w = Q8_0Weights::new(&[0u8; 34], Shape::new(1, 32)).unwrap();
+    let kern = Kernels::new(1, None).unwrap();
+    let mut y = [1.0f32; 2];
+    assert!(kern.q8_0(&w, &q, &mut y).is_err());
+}

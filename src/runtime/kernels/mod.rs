@@ -11,7 +11,8 @@
 //! * `scalar` / `avx2`: the kernels, chosen once at run time into a [`KernelTable`].
 //! * [`Kernels`]: the entry point: a kernel table plus a thread pool; validated weight views
 //!   ([`I2sWeights`], [`Tl1Weights`], [`Tl2Weights`], [`Tq2_0Weights`], [`Tq1_0Weights`],
-//!   [`F16Weights`], [`F32Weights`]) go in, `y[token * M + row]` comes out.
+//!   [`F16Weights`], [`F32Weights`], [`Q8_0Weights`] with [`Q8Rows`] activations) go in,
+//!   `y[token * M + row]` comes out.
 //!
 //! Threading: output rows (whole TL tiles) are split into `4 × threads` contiguous chunks that
 //! the threads of a private spinning pool (`pool`) take from an atomic counter; no pool when
