@@ -64,8 +64,58 @@ fn median_secs(reps: usize, mut f: impl FnMut()) -> f64 {
     t[reps / 2]
 }
 
+/// GEMV over a set of weight matrices larger than the last-level cache, one after the other,
+/// as decode does: the DRAM-bound rate the model sees (the per-shape rows above re-read one
+/// matrix that stays in L3).
+fn cold_gemv(threads: usize) {
+    let kern = Kernels::new(threads, None).expect("kernels");
+    let (m, k, copies) = (6912usize, 2560usize, 24usize);
+    let shape = Shape::new(m, k);
+    let bytes: Vec<Vec<u8>> = (0..copies)
+        .map(|c| {
+            random_bytes(m * k / 4 + 32, 10 + c as u64)
+                .iter()
+                .map(|b| b & 0xaa)
+                .collect()
+        })
+        .collect();
+    let ws: Vec<I2sWeights<'_>> = bytes
+        .iter()
+        .map(|b| I2sWeights::new(b, shape).expect("i2s"))
+        .collect();
+    let x: Vec<f32> = random_bytes(k, 5)
+        .iter()
+        .map(|&b| b as f32 - 128.0)
+        .collect();
+    let mut q = QuantizedRows::new();
+    q.quantize(&x, k, QuantRule::I2s).expect("quantize");
+    let mut y = vec![0f32; m];
+    let secs = median_secs(7, || {
+        for w in &ws {
+            kern.i2s(w, &q, &mut y).expect("i2s");
+        }
+    });
+    let total = copies * m * k / 4;
+    println!(
+        "| I2_S cold ({copies} × {m}×{k}, {} MB) | {threads} | {:.3} | {:.2} |",
+        total >> 20,
+        secs * 1e3,
+        total as f64 / secs / 1e9
+    );
+}
+
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
+    if std::env::args().any(|a| a == "--cold") {
+        println!("| kernel | threads | median ms | weight GB/s |");
+        println!("|---|---|---|---|");
+        cold_gemv(1);
+        cold_gemv(2);
+        for threads in [1, 2] {
+            lm_head(threads, 5);
+        }
+        return;
+    }
     let shapes = [
         (2560usize, 2560usize),
         (640, 2560),
@@ -135,22 +185,26 @@ fn main() {
                 }
             }
         }
-        let (m, k) = (128256usize, 2560usize);
-        let f16 = random_bytes(m * k * 2, 6)
-            .chunks_exact(2)
-            .flat_map(|c| half::f16::from_f32((c[0] as f32 - 128.0) / 256.0).to_le_bytes())
-            .collect::<Vec<_>>();
-        let w = F16Weights::new(&f16, Shape::new(m, k)).expect("f16");
-        let x: Vec<f32> = (0..k).map(|i| (i % 17) as f32 * 0.1).collect();
-        let mut y = vec![0f32; m];
-        let secs = median_secs(if quick { 3 } else { 11 }, || {
-            kern.f16(&w, &x, &mut y).expect("f16")
-        });
-        println!(
-            "| F16 lm_head | {m}×{k} | 1 | {threads} | {:.3} | {:.2} | {:.1} (flop) |",
-            secs * 1e3,
-            (m * k * 2) as f64 / secs / 1e9,
-            2.0 * (m * k) as f64 / secs / 1e9
-        );
+        lm_head(threads, if quick { 3 } else { 11 });
     }
+}
+
+/// The F16 lm_head GEMV (656 MB: DRAM-bound).
+fn lm_head(threads: usize, reps: usize) {
+    let kern = Kernels::new(threads, None).expect("kernels");
+    let (m, k) = (128256usize, 2560usize);
+    let f16 = random_bytes(m * k * 2, 6)
+        .chunks_exact(2)
+        .flat_map(|c| half::f16::from_f32((c[0] as f32 - 128.0) / 256.0).to_le_bytes())
+        .collect::<Vec<_>>();
+    let w = F16Weights::new(&f16, Shape::new(m, k)).expect("f16");
+    let x: Vec<f32> = (0..k).map(|i| (i % 17) as f32 * 0.1).collect();
+    let mut y = vec![0f32; m];
+    let secs = median_secs(reps, || kern.f16(&w, &x, &mut y).expect("f16"));
+    println!(
+        "| F16 lm_head | {m}×{k} | 1 | {threads} | {:.3} | {:.2} | {:.1} (flop) |",
+        secs * 1e3,
+        (m * k * 2) as f64 / secs / 1e9,
+        2.0 * (m * k) as f64 / secs / 1e9
+    );
 }

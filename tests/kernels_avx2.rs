@@ -121,6 +121,39 @@ proptest! {
         prop_assert_eq!(ds, da);
     }
 
+    /// Q8_0: random weight bytes (any i8, including −128, any f16 d) against Q8_0-quantized
+    /// activations: per-block dots equal the exact Σ w·q on both ISAs, and the f32 outputs are
+    /// bit-identical (shared epilogue). 1–9 blocks cover the 4-block and single-block paths.
+    #[test]
+    fn q8_0_avx2_equals_scalar_and_exact(m in 1usize..7, nb in 1usize..10, ntok in 1usize..4, bytes in proptest::collection::vec(any::<u8>(), 6 * 9 * 34), seed: u64, extreme: bool) {
+        let Some((s, a)) = pair() else { return Ok(()) };
+        let k = nb * 32;
+        let t = ternary(seed, ntok * k);
+        let x: Vec<f32> = t.iter().enumerate().map(|(i, &v)| if extreme { f32::from(v) * 1e3 } else { f32::from(v) * (0.3 + (i % 11) as f32 * 0.2) }).collect();
+        let mut q = Q8Rows::new();
+        q.quantize(&x, k).unwrap();
+        // Finite f16 scales (exponent below 0x1f) so the float outputs compare.
+        let mut wb = bytes[..m * nb * 34].to_vec();
+        for blk in wb.chunks_exact_mut(34) { blk[1] &= 0x3b; }
+        let w = Q8_0Weights::new(&wb, Shape::new(m, k)).unwrap();
+        let (mut ds, mut da) = (vec![0; ntok * m * nb], vec![0; ntok * m * nb]);
+        s.q8_0_dot(&w, &q, &mut ds).unwrap();
+        a.q8_0_dot(&w, &q, &mut da).unwrap();
+        prop_assert_eq!(&ds, &da);
+        for tt in 0..ntok {
+            for r in 0..m {
+                for b in 0..nb {
+                    let exact: i32 = (0..32).map(|j| i32::from(wb[(r * nb + b) * 34 + 2 + j] as i8) * i32::from(q.values()[tt * k + b * 32 + j])).sum();
+                    prop_assert_eq!(ds[(tt * m + r) * nb + b], exact);
+                }
+            }
+        }
+        let (mut ys, mut ya) = (vec![0f32; ntok * m], vec![0f32; ntok * m]);
+        s.q8_0(&w, &q, &mut ys).unwrap();
+        a.q8_0(&w, &q, &mut ya).unwrap();
+        prop_assert_eq!(ys.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), ya.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+    }
+
     /// F16/F32: AVX2 sums in 16 lanes, scalar in order; both are within 1e-5 relative to Σ|w·x|.
     #[test]
     fn dense_avx2_close_to_scalar(m in 1usize..11, k in 1usize..300, seed: u64) {
@@ -182,4 +215,27 @@ fn tq_block_dots_are_exact() {
             }
         }
     }
+}
+
+/// Q8_0 views and the Q8_0 activation quantizer refuse what they cannot handle, and the
+/// quantizer follows ggml's rule (d = amax/127 rounded to f16, q = round(x/d)).
+#[test]
+fn q8_0_rejects_bad_input_and_quantizes_like_ggml() {
+    assert!(Q8_0Weights::new(&[0u8; 34], Shape::new(1, 33)).is_err());
+    assert!(Q8_0Weights::new(&[0u8; 33], Shape::new(1, 32)).is_err());
+    assert!(Q8_0Weights::new(&[0u8; 68], Shape::new(2, 32)).is_ok());
+    let mut q = Q8Rows::new();
+    assert!(q.quantize(&[1.0; 31], 31).is_err());
+    assert!(q.quantize(&[1.0; 48], 32).is_err());
+    let x: Vec<f32> = (0..32).map(|i| i as f32 - 12.5).collect();
+    q.quantize(&x, 32).unwrap();
+    assert_eq!(q.rows(), 1);
+    let d = 18.5f32 / 127.0;
+    assert_eq!(q.scales()[0], half::f16::from_f32(d).to_f32());
+    assert_eq!(q.values()[31], 127);
+    assert_eq!(q.values()[0], (-12.5f32 * (1.0 / d)).round() as i8);
+    let w = Q8_0Weights::new(&[0u8; 34], Shape::new(1, 32)).unwrap();
+    let kern = Kernels::new(1, None).unwrap();
+    let mut y = [1.0f32; 2];
+    assert!(kern.q8_0(&w, &q, &mut y).is_err());
 }

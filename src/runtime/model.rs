@@ -6,8 +6,8 @@
 
 use super::error::Error;
 use super::kernels::{
-    F16Weights, F32Weights, I2sWeights, Kernels, QuantizedRows, Tl1Weights, Tl2Weights,
-    Tq1_0Weights, Tq2_0Weights,
+    F16Weights, F32Weights, I2sWeights, Kernels, Q8Rows, Q8_0Weights, QuantizedRows, Tl1Weights,
+    Tl2Weights, Tq1_0Weights, Tq2_0Weights,
 };
 use super::tokenizer::{GgufVocab, Tokenizer};
 use crate::gguf::{keys, GgmlType, GgufFile, Value};
@@ -318,7 +318,7 @@ impl<'a> DenseMatrix<'a> {
     /// `y[t*M + r] = Σ_k w[r][k] · x[t*K + k]` with ggml's operand handling: for F16 and BF16
     /// weights the activations are first rounded to that type (ggml's `vec_dot_type`), for
     /// Q8_0 they are quantized to Q8_0 blocks; F32 uses them as they are. F16/F32 run on the
-    /// SIMD kernels; BF16 and Q8_0 are scalar code here (the kernel set has none).
+    /// SIMD kernels (Q8_0 through `Kernels::q8_0`); BF16 is scalar code here.
     pub fn matmul(&self, kernels: &Kernels, x: &[f32], y: &mut [f32]) -> Result<(), Error> {
         let (m, k) = (self.shape.rows, self.shape.cols);
         if x.len() % k != 0 || y.len() != x.len() / k * m {
@@ -344,49 +344,13 @@ impl<'a> DenseMatrix<'a> {
                     }
                 }
             }
-            _ => self.q8_0_matmul(x, y),
+            _ => {
+                let mut xq = Q8Rows::new();
+                xq.quantize(x, k)?;
+                kernels.q8_0(&Q8_0Weights::new(self.bytes, self.shape)?, &xq, y)?
+            }
         }
         Ok(())
-    }
-
-    /// ggml's Q8_0 × Q8_0 dot: activations quantized per 32-block (`d = amax/127` rounded to
-    /// f16, `q = round(x/d)`), `Σ_blocks d_w · d_x · Σ q_w q_x`.
-    fn q8_0_matmul(&self, x: &[f32], y: &mut [f32]) {
-        let (m, k) = (self.shape.rows, self.shape.cols);
-        let nb = k / Q8_0_BLOCK;
-        let mut xq = vec![0i8; x.len()];
-        let mut xd = vec![0f32; x.len() / Q8_0_BLOCK];
-        for ((xb, qb), d_out) in x
-            .chunks_exact(Q8_0_BLOCK)
-            .zip(xq.chunks_exact_mut(Q8_0_BLOCK))
-            .zip(xd.iter_mut())
-        {
-            let amax = xb.iter().fold(0f32, |a, &v| a.max(v.abs()));
-            let d = amax / 127.0;
-            let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-            for (q, &v) in qb.iter_mut().zip(xb) {
-                *q = (v * id).round() as i8;
-            }
-            *d_out = f16::from_f32(d).to_f32();
-        }
-        let row_bytes = nb * Q8_0_BYTES;
-        for r in 0..m {
-            let row = &self.bytes[r * row_bytes..(r + 1) * row_bytes];
-            for t in 0..x.len() / k {
-                let mut acc = 0f32;
-                for (b, wb) in row.chunks_exact(Q8_0_BYTES).enumerate() {
-                    let dw = f16::from_le_bytes([wb[0], wb[1]]).to_f32();
-                    let qx = &xq[t * k + b * Q8_0_BLOCK..][..Q8_0_BLOCK];
-                    let s: i32 = wb[2..]
-                        .iter()
-                        .zip(qx)
-                        .map(|(&w, &q)| i32::from(w as i8) * i32::from(q))
-                        .sum();
-                    acc += dw * xd[t * nb + b] * s as f32;
-                }
-                y[t * m + r] = acc;
-            }
-        }
     }
 }
 

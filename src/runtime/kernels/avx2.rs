@@ -109,7 +109,16 @@ unsafe fn i2s_tile<const R: usize, const T: usize>(w: &[u8], q: &[i8], out: &mut
     let mut acc = [[_mm256_setzero_si256(); T]; R];
     let wp = w[r * row_bytes..(r + R) * row_bytes].as_ptr();
     let qp = q[t * k..(t + T) * k].as_ptr() as *const u8;
+    // The 4 rows of a GEMV tile are 4 short streams (K/4 bytes each), too short for the
+    // hardware prefetcher to train on: prefetch the next tile (the same bytes, contiguous after
+    // this one) two lines per block, so the whole next tile is requested during this one.
+    let next_tile = wp.wrapping_add(R * row_bytes);
     for b in 0..k / 128 {
+        if R == 4 && T == 1 {
+            let p = next_tile.wrapping_add(b * 32 * R) as *const i8;
+            _mm_prefetch::<_MM_HINT_T0>(p);
+            _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(64));
+        }
         for (i, acc_r) in acc.iter_mut().enumerate() {
             // SAFETY: block b of row r+i lies inside the slice taken above.
             let bytes = unsafe { load(wp.add(i * row_bytes + b * 32)) };
@@ -490,6 +499,55 @@ unsafe fn tq1_0_row_imp(row: &[u8], q: &[i8], out: &mut [i32]) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Q8_0.
+
+/// See `scalar::q8_0_row`.
+pub fn q8_0_row(row: &[u8], q: &[i8], out: &mut [i32], d_out: &mut [f32]) {
+    assert!(row.len() >= out.len() * 34 && q.len() >= out.len() * 32 && d_out.len() >= out.len());
+    // SAFETY: lengths checked above; AVX2/F16C checked when the table was chosen.
+    unsafe { q8_0_row_imp(row, q, out, d_out) }
+}
+
+/// ggml's `mul_sum_i8_pairs`: |w| (u8) × sign(x, w) (i8) in `maddubs`. Exact: |w| ≤ 128 and
+/// |x| ≤ 127 (the activation quantizer's range), so a pair is at most 2·128·127 = 32512.
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn q8_0_row_imp(row: &[u8], q: &[i8], out: &mut [i32], d_out: &mut [f32]) {
+    let ones = _mm256_set1_epi16(1);
+    let (rp, qp) = (row.as_ptr(), q.as_ptr() as *const u8);
+    let mut b = 0;
+    // Four blocks per step: their 8-lane sums are reduced together (two hadds).
+    while b + 4 <= out.len() {
+        let mut s = [_mm256_setzero_si256(); 4];
+        for (i, si) in s.iter_mut().enumerate() {
+            // SAFETY: blocks b..b+4 are inside both slices (asserted by the wrapper).
+            let (w, x) = unsafe { (load(rp.add((b + i) * 34 + 2)), load(qp.add((b + i) * 32))) };
+            let p = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
+            *si = _mm256_madd_epi16(p, ones);
+        }
+        let h = _mm256_hadd_epi32(_mm256_hadd_epi32(s[0], s[1]), _mm256_hadd_epi32(s[2], s[3]));
+        let v = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256::<1>(h));
+        // F16C conversion is exact, like the scalar `half` conversion.
+        let d =
+            [0, 1, 2, 3].map(|i| i16::from_le_bytes([row[(b + i) * 34], row[(b + i) * 34 + 1]]));
+        let d = _mm_cvtph_ps(_mm_setr_epi16(d[0], d[1], d[2], d[3], 0, 0, 0, 0));
+        // SAFETY: out and d_out have room for blocks b..b+4.
+        unsafe {
+            _mm_storeu_si128(out.as_mut_ptr().add(b) as *mut __m128i, v);
+            _mm_storeu_ps(d_out.as_mut_ptr().add(b), d);
+        }
+        b += 4;
+    }
+    while b < out.len() {
+        // SAFETY: block b is inside both slices.
+        let (w, x) = unsafe { (load(rp.add(b * 34 + 2)), load(qp.add(b * 32))) };
+        let p = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
+        out[b] = unsafe { hsum_i32(_mm256_madd_epi16(p, ones)) };
+        d_out[b] = half::f16::from_le_bytes([row[b * 34], row[b * 34 + 1]]).to_f32();
+        b += 1;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Dense F16 / F32.
 
 /// See `scalar::f16_rows`.
@@ -543,8 +601,19 @@ unsafe fn dense_rows_imp<const F16: bool>(w: &[u8], x: &[f32], out: &mut [f32]) 
     while r + 4 <= out.len() {
         let rows = [0, 1, 2, 3].map(|i| w[(r + i) * row_bytes..(r + i + 1) * row_bytes].as_ptr());
         let mut acc = [[_mm256_setzero_ps(); 2]; 4];
+        // Prefetch the next four rows (contiguous after these), two lines per step, as the
+        // I2_S GEMV does: four interleaved streams train the hardware prefetcher poorly.
+        let next = rows[0].wrapping_add(4 * row_bytes);
+        let step_bytes = 16 * elem * 4;
         let mut i = 0;
         while i < k16 {
+            let p = next.wrapping_add(i / 16 * step_bytes) as *const i8;
+            _mm_prefetch::<_MM_HINT_T0>(p);
+            _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(64));
+            if elem == 4 {
+                _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(128));
+                _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(192));
+            }
             // SAFETY: i + 16 <= k for x and for every row.
             let (x0, x1) = unsafe { (_mm256_loadu_ps(xp.add(i)), _mm256_loadu_ps(xp.add(i + 8))) };
             for (a, &p) in acc.iter_mut().zip(&rows) {

@@ -11,18 +11,19 @@
 //! * `scalar` / `avx2`: the kernels, chosen once at run time into a [`KernelTable`].
 //! * [`Kernels`]: the entry point: a kernel table plus a thread pool; validated weight views
 //!   ([`I2sWeights`], [`Tl1Weights`], [`Tl2Weights`], [`Tq2_0Weights`], [`Tq1_0Weights`],
-//!   [`F16Weights`], [`F32Weights`]) go in, `y[token * M + row]` comes out.
+//!   [`F16Weights`], [`F32Weights`], [`Q8_0Weights`] with [`Q8Rows`] activations) go in,
+//!   `y[token * M + row]` comes out.
 //!
-//! Threading: output rows (whole TL tiles) are split into `threads` equal contiguous ranges run
-//! on a private rayon pool (no pool when `threads == 1`, so single-threaded decode pays no
-//! hand-off). Equal static ranges suit the equal-cost rows of a matmul; a spinning pool for lower
-//! per-call latency is left to the performance issue.
+//! Threading: output rows (whole TL tiles) are split into `4 × threads` contiguous chunks that
+//! the threads of a private spinning pool (`pool`) take from an atomic counter; no pool when
+//! `threads == 1`, so single-threaded decode pays no hand-off.
 
 #![allow(non_camel_case_types)]
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 mod lut;
+mod pool;
 pub mod quant;
 mod scalar;
 
@@ -87,7 +88,7 @@ pub enum Error {
     ThreadPool {
         /// Requested thread count.
         threads: usize,
-        /// rayon's message.
+        /// The operating system's message.
         message: String,
     },
 }
@@ -418,6 +419,103 @@ impl<'a> Tq1_0Weights<'a> {
     }
 }
 
+/// A Q8_0 matrix (ggml `block_q8_0`: f16 `d` then `qs[32]` per 32 values, 34 bytes), e.g. a
+/// quantized token embedding used as the lm_head.
+#[derive(Debug, Clone, Copy)]
+pub struct Q8_0Weights<'a> {
+    bytes: &'a [u8],
+    shape: Shape,
+}
+
+impl<'a> Q8_0Weights<'a> {
+    /// Views `bytes` (at least `M*K/32*34`) as Q8_0; K must be a multiple of 32.
+    pub fn new(bytes: &'a [u8], shape: Shape) -> Result<Self, Error> {
+        const L: &str = "Q8_0";
+        rule(
+            L,
+            shape,
+            shape.cols % 32 == 0 && shape.cols > 0,
+            "K must be a positive multiple of 32",
+        )?;
+        let n = checked_len(L, shape, 34, 32)?;
+        need_bytes(L, shape, bytes, n)?;
+        Ok(Self {
+            bytes: &bytes[..n],
+            shape,
+        })
+    }
+
+    /// Logical shape.
+    pub fn shape(&self) -> Shape {
+        self.shape
+    }
+}
+
+/// Activation rows quantized to ggml Q8_0 blocks (`quantize_row_q8_0_ref`): per 32 values
+/// `d = amax / 127`, `q = round(x / d)` (half away from zero, with the unrounded `1/d`), and `d`
+/// kept rounded to f16, as ggml stores it.
+#[derive(Debug, Clone, Default)]
+pub struct Q8Rows {
+    k: usize,
+    values: Vec<i8>,
+    scales: Vec<f32>,
+}
+
+impl Q8Rows {
+    /// Empty rows.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Quantizes `x` (rows of length `k`, a multiple of 32) in place of the previous content.
+    pub fn quantize(&mut self, x: &[f32], k: usize) -> Result<(), Error> {
+        if k == 0 || k % 32 != 0 || x.len() % k != 0 || x.is_empty() {
+            return Err(Error::ActivationLength { len: x.len(), k });
+        }
+        self.k = k;
+        self.values.resize(x.len(), 0);
+        self.scales.resize(x.len() / 32, 0.0);
+        for ((xb, qb), d_out) in x
+            .chunks_exact(32)
+            .zip(self.values.chunks_exact_mut(32))
+            .zip(self.scales.iter_mut())
+        {
+            let amax = xb.iter().fold(0f32, |a, &v| a.max(v.abs()));
+            let d = amax / 127.0;
+            let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+            for (q, &v) in qb.iter_mut().zip(xb) {
+                *q = (v * id).round() as i8;
+            }
+            *d_out = half::f16::from_f32(d).to_f32();
+        }
+        Ok(())
+    }
+
+    /// Row length.
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// Number of rows.
+    pub fn rows(&self) -> usize {
+        if self.k == 0 {
+            0
+        } else {
+            self.values.len() / self.k
+        }
+    }
+
+    /// All quantized values, row-major.
+    pub fn values(&self) -> &[i8] {
+        &self.values
+    }
+
+    /// The f16-rounded block scales `d`, `[t * K/32 + b]`.
+    pub fn scales(&self) -> &[f32] {
+        &self.scales
+    }
+}
+
 /// A dense F16 matrix (little-endian, row-major, `M*K*2` bytes).
 #[derive(Debug, Clone, Copy)]
 pub struct F16Weights<'a> {
@@ -541,6 +639,7 @@ type Tl1TileFn = fn(Tl1Tile<'_>, &[u8], &mut [i32]);
 type Tl2TileFn = fn(Tl2Tile<'_>, &[u8], &[u8], &mut [i32]);
 type BlockRowFn = fn(&[u8], &[i8], &mut [i32]);
 type DenseRowsFn = fn(&[u8], &[f32], &mut [f32]);
+type Q8RowFn = fn(&[u8], &[i8], &mut [i32], &mut [f32]);
 
 /// The kernels of one ISA, as function pointers (chosen once, no per-call feature tests).
 #[derive(Debug, Clone, Copy)]
@@ -551,6 +650,7 @@ pub struct KernelTable {
     tl2_tile: Tl2TileFn,
     tq2_0_row: BlockRowFn,
     tq1_0_row: BlockRowFn,
+    q8_0_row: Q8RowFn,
     f16_rows: DenseRowsFn,
     f32_rows: DenseRowsFn,
 }
@@ -562,6 +662,7 @@ const SCALAR: KernelTable = KernelTable {
     tl2_tile: scalar::tl2_tile,
     tq2_0_row: scalar::tq2_0_row,
     tq1_0_row: scalar::tq1_0_row,
+    q8_0_row: scalar::q8_0_row,
     f16_rows: scalar::f16_rows,
     f32_rows: scalar::f32_rows,
 };
@@ -574,6 +675,7 @@ const AVX2: KernelTable = KernelTable {
     tl2_tile: avx2::tl2_tile,
     tq2_0_row: avx2::tq2_0_row,
     tq1_0_row: avx2::tq1_0_row,
+    q8_0_row: avx2::q8_0_row,
     f16_rows: avx2::f16_rows,
     f32_rows: avx2::f32_rows,
 };
@@ -641,7 +743,7 @@ const TL_TOKEN_GROUP: usize = 8;
 pub struct Kernels {
     table: &'static KernelTable,
     threads: usize,
-    pool: Option<rayon::ThreadPool>,
+    pool: Option<pool::SpinPool>,
     lut_scratch: Mutex<Vec<u8>>,
 }
 
@@ -651,16 +753,10 @@ impl Kernels {
         let table = KernelTable::for_isa(isa.unwrap_or_else(Isa::detect))?;
         let threads = threads.max(1);
         let pool = if threads > 1 {
-            Some(
-                rayon::ThreadPoolBuilder::new()
-                    .num_threads(threads)
-                    .thread_name(|i| format!("bitnet-kernel-{i}"))
-                    .build()
-                    .map_err(|e| Error::ThreadPool {
-                        threads,
-                        message: e.to_string(),
-                    })?,
-            )
+            Some(pool::SpinPool::new(threads).map_err(|e| Error::ThreadPool {
+                threads,
+                message: e.to_string(),
+            })?)
         } else {
             None
         };
@@ -682,16 +778,16 @@ impl Kernels {
         self.threads
     }
 
-    /// Runs `f(start, end)` over `threads` contiguous ranges of `0..units`.
+    /// Runs `f(start, end)` over contiguous ranges covering `0..units`: `CHUNKS_PER_THREAD`
+    /// chunks per thread, taken dynamically from the spinning pool (so a thread the scheduler
+    /// preempts costs at most one chunk).
     fn split<F: Fn(usize, usize) + Sync>(&self, units: usize, f: F) {
-        let parts = self.threads.min(units);
+        const CHUNKS_PER_THREAD: usize = 4;
         match &self.pool {
-            Some(pool) if parts > 1 => pool.scope(|s| {
-                let f = &f;
-                for i in 0..parts {
-                    s.spawn(move |_| f(units * i / parts, units * (i + 1) / parts));
-                }
-            }),
+            Some(pool) if self.threads.min(units) > 1 => {
+                let chunks = (self.threads * CHUNKS_PER_THREAD).min(units);
+                pool.run(chunks, &|c| f(units * c / chunks, units * (c + 1) / chunks));
+            }
             _ => f(0, units),
         }
     }
@@ -1038,6 +1134,97 @@ impl Kernels {
                 }
             }
         });
+        Ok(())
+    }
+
+    /// Q8_0 per-block exact dots `Σ w·q` over each 32-value block,
+    /// `dot[(t*M + r) * (K/32) + b]`.
+    pub fn q8_0_dot(&self, w: &Q8_0Weights<'_>, x: &Q8Rows, dot: &mut [i32]) -> Result<(), Error> {
+        let (m, k, nb) = (w.shape.rows, w.shape.cols, w.shape.cols / 32);
+        self.check_q8(k, x, m * nb, dot.len())?;
+        let out = SharedOut::new(dot);
+        let kernel = self.table.q8_0_row;
+        self.split(m, |a, b| {
+            let (mut raw, mut dw) = (vec![0i32; nb], vec![0f32; nb]);
+            for r in a..b {
+                for t in 0..x.rows() {
+                    kernel(
+                        &w.bytes[r * nb * 34..(r + 1) * nb * 34],
+                        &x.values[t * k..(t + 1) * k],
+                        &mut raw,
+                        &mut dw,
+                    );
+                    for (i, &v) in raw.iter().enumerate() {
+                        // SAFETY: row r belongs to this task.
+                        unsafe { out.write((t * m + r) * nb + i, v) };
+                    }
+                }
+            }
+        });
+        Ok(())
+    }
+
+    /// Q8_0 × Q8_0 matmul (ggml's `vec_dot_q8_0_q8_0`): `y = Σ_b (d_w · d_x) · Σ_block w·q` in
+    /// f32, summed in 8 interleaved partial sums (block b into partial b mod 8, then the
+    /// partials pairwise) — the same shared code for every ISA, so outputs are bit-identical.
+    pub fn q8_0(&self, w: &Q8_0Weights<'_>, x: &Q8Rows, y: &mut [f32]) -> Result<(), Error> {
+        let (m, k, nb) = (w.shape.rows, w.shape.cols, w.shape.cols / 32);
+        self.check_q8(k, x, m, y.len())?;
+        let out = SharedOut::new(y);
+        let kernel = self.table.q8_0_row;
+        // Units of 16 rows: the lm_head has 128256 rows, plenty to balance.
+        self.split(m.div_ceil(16), |a, b| {
+            let (mut raw, mut dw) = (vec![0i32; nb], vec![0f32; nb]);
+            for r in a * 16..(b * 16).min(m) {
+                let row = &w.bytes[r * nb * 34..(r + 1) * nb * 34];
+                for t in 0..x.rows() {
+                    kernel(row, &x.values[t * k..(t + 1) * k], &mut raw, &mut dw);
+                    let xd = &x.scales[t * nb..(t + 1) * nb];
+                    // Block b goes to partial b mod 8 (written so the compiler vectorizes it).
+                    let mut part = [0f32; 8];
+                    let full = nb / 8 * 8;
+                    for ((v8, d8), x8) in raw[..full]
+                        .chunks_exact(8)
+                        .zip(dw[..full].chunks_exact(8))
+                        .zip(xd[..full].chunks_exact(8))
+                    {
+                        for (((p, &d), &xv), &v) in part.iter_mut().zip(d8).zip(x8).zip(v8) {
+                            *p += (d * xv) * v as f32;
+                        }
+                    }
+                    for (((p, &d), &xv), &v) in part
+                        .iter_mut()
+                        .zip(&dw[full..])
+                        .zip(&xd[full..])
+                        .zip(&raw[full..])
+                    {
+                        *p += (d * xv) * v as f32;
+                    }
+                    let p4 = [0, 1, 2, 3].map(|j| part[j] + part[j + 4]);
+                    let v = (p4[0] + p4[2]) + (p4[1] + p4[3]);
+                    // SAFETY: row r belongs to this task.
+                    unsafe { out.write(t * m + r, v) };
+                }
+            }
+        });
+        Ok(())
+    }
+
+    fn check_q8(&self, k: usize, x: &Q8Rows, m: usize, y_len: usize) -> Result<(), Error> {
+        if x.k() != k {
+            return Err(Error::SizeMismatch {
+                what: "activation row length (K)",
+                expected: k,
+                found: x.k(),
+            });
+        }
+        if y_len != x.rows() * m {
+            return Err(Error::SizeMismatch {
+                what: "output length (tokens × M)",
+                expected: x.rows() * m,
+                found: y_len,
+            });
+        }
         Ok(())
     }
 

@@ -210,3 +210,21 @@ pub fn f32_rows(w: &[u8], x: &[f32], out: &mut [f32]) {
             .sum();
     }
 }
+
+/// Q8_0 × Q8_0: exact `Σ w·q` per 32-value block of one row of `out.len()` blocks of 34 bytes
+/// (f16 `d` then `qs[32]`, ggml `block_q8_0`), and each block's `d` as f32 in `d_out`.
+pub fn q8_0_row(row: &[u8], q: &[i8], out: &mut [i32], d_out: &mut [f32]) {
+    for (((block, a), o), d) in row
+        .chunks_exact(34)
+        .zip(q.chunks_exact(32))
+        .zip(out.iter_mut())
+        .zip(d_out.iter_mut())
+    {
+        *d = half::f16::from_le_bytes([block[0], block[1]]).to_f32();
+        *o = block[2..]
+            .iter()
+            .zip(a)
+            .map(|(&w, &x)| i32::from(w as i8) * i32::from(x))
+            .sum();
+    }
+}
