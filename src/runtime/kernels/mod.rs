@@ -498,11 +498,7 @@ impl Q8Rows {
 
     /// Number of rows.
     pub fn rows(&self) -> usize {
-        if self.k == 0 {
-            0
-        } else {
-            self.values.len() / self.k
-        }
+        self.values.len().checked_div(self.k).unwrap_or(0)
     }
 
     /// All quantized values, row-major.
