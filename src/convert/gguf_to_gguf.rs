@@ -1,7 +1,7 @@
 //! `gguf-to-gguf`: one ternary layout to another; every other tensor and key kept.
 
 use super::metadata::file_type;
-use super::plan::{projection_shapes, projection_type, Job, TlPlan};
+use super::plan::{projection_type, Job, TlPlan};
 use super::source::{ModelSource, UserKernelConfig, TL_KERNEL_CONFIG_KEY, TL_TILING_SOURCE_KEY};
 use super::{check_output, ConvertReport, Error};
 use super::{finish_gguf, GgufOutput};
@@ -63,30 +63,12 @@ pub fn gguf_to_gguf(opts: &GgufToGguf) -> Result<ConvertReport, Error> {
     meta.set(keys::FILE_TYPE, MetaValue::U32(file_type(opts.layout)));
     meta.remove(TL_KERNEL_CONFIG_KEY);
     meta.remove(TL_TILING_SOURCE_KEY);
-    let tl = match opts.layout {
-        LayoutKind::TL1 | LayoutKind::TL2 => {
-            let plan = TlPlan::new(
-                opts.layout,
-                &projection_shapes(&source),
-                user_tiling.as_ref(),
-            )?;
-            meta.set(
-                TL_KERNEL_CONFIG_KEY,
-                MetaValue::String(plan.config.to_ini_string()),
-            );
-            meta.set(TL_TILING_SOURCE_KEY, MetaValue::String(plan.source.into()));
-            notes.push(format!(
-                "output {} tiling ({}): {}",
-                opts.layout,
-                match &user_tiling {
-                    Some(u) => u.path.display().to_string(),
-                    None => "derived".into(),
-                },
-                plan.summary()
-            ));
+    let tl = match TlPlan::for_output(opts.layout, &source, user_tiling.as_ref(), &mut meta)? {
+        Some((plan, note)) => {
+            notes.push(note);
             Some(plan)
         }
-        _ => None,
+        None => None,
     };
     let config = source.config().clone();
     let mut jobs = Vec::new();

@@ -1,11 +1,11 @@
 //! `hf-to-gguf`: an HF checkpoint (packed or master) to a GGUF file.
 
 use super::metadata::{self, MetadataInputs, Profile, DEFAULT_PRE};
-use super::plan::{projection_shapes, projection_type, EmbedType, Job, TlPlan};
-use super::source::{ModelSource, UserKernelConfig, TL_KERNEL_CONFIG_KEY, TL_TILING_SOURCE_KEY};
+use super::plan::{projection_type, EmbedType, Job, TlPlan};
+use super::source::{ModelSource, UserKernelConfig};
 use super::{check_output, ConvertReport, Error};
 use super::{finish_gguf, GgufOutput};
-use crate::gguf::{GgmlType, MetaValue};
+use crate::gguf::GgmlType;
 use crate::hf::names::TensorRole;
 use crate::hf::vocab::{Vocab, VocabOptions};
 use crate::layout::LayoutKind;
@@ -130,30 +130,12 @@ pub fn hf_to_gguf(opts: &HfToGguf) -> Result<ConvertReport, Error> {
         },
     );
 
-    let tl = match opts.layout {
-        LayoutKind::TL1 | LayoutKind::TL2 => {
-            let plan = TlPlan::new(
-                opts.layout,
-                &projection_shapes(&source),
-                user_tiling.as_ref(),
-            )?;
-            meta.set(
-                TL_KERNEL_CONFIG_KEY,
-                MetaValue::String(plan.config.to_ini_string()),
-            );
-            meta.set(TL_TILING_SOURCE_KEY, MetaValue::String(plan.source.into()));
-            notes.push(format!(
-                "{} tiling ({}): {}",
-                opts.layout,
-                match &user_tiling {
-                    Some(u) => u.path.display().to_string(),
-                    None => "derived".into(),
-                },
-                plan.summary()
-            ));
+    let tl = match TlPlan::for_output(opts.layout, &source, user_tiling.as_ref(), &mut meta)? {
+        Some((plan, note)) => {
+            notes.push(note);
             Some(plan)
         }
-        _ => {
+        None => {
             if user_tiling.is_some() {
                 notes.push(format!(
                     "--kernel-config is ignored for layout {}",

@@ -2,9 +2,11 @@
 //! produces their bytes: ternary projections are decoded and encoded in parallel (rayon) a
 //! bounded window at a time; dense tensors are converted in chunks straight into the output.
 
-use super::source::{DenseData, ModelSource, UserKernelConfig};
+use super::source::{
+    DenseData, ModelSource, UserKernelConfig, TL_KERNEL_CONFIG_KEY, TL_TILING_SOURCE_KEY,
+};
 use super::Error;
-use crate::gguf::{GgmlType, GgufWriter, TensorDesc};
+use crate::gguf::{GgmlType, GgufWriter, MetaValue, Metadata, TensorDesc};
 use crate::hf::names::{Projection, TensorRole};
 use crate::layout::dense::{encode_dense, DenseDtype};
 use crate::layout::i2s::I2S;
@@ -123,6 +125,32 @@ impl TlPlan {
             }
         }
         Ok(plan)
+    }
+
+    /// For a TL1/TL2 output: plans the tiling of every projection of `source`, records it in
+    /// `meta` (the `bitnet.tl.*` keys) and returns the plan with a note line saying what was
+    /// chosen and from where; `None` for every other layout.
+    pub fn for_output(
+        layout: LayoutKind,
+        source: &ModelSource,
+        user: Option<&UserKernelConfig>,
+        meta: &mut Metadata,
+    ) -> Result<Option<(TlPlan, String)>, Error> {
+        if !matches!(layout, LayoutKind::TL1 | LayoutKind::TL2) {
+            return Ok(None);
+        }
+        let plan = TlPlan::new(layout, &projection_shapes(source), user)?;
+        meta.set(
+            TL_KERNEL_CONFIG_KEY,
+            MetaValue::String(plan.config.to_ini_string()),
+        );
+        meta.set(TL_TILING_SOURCE_KEY, MetaValue::String(plan.source.into()));
+        let note = format!(
+            "output {layout} tiling ({}): {}",
+            user.map_or_else(|| "derived".into(), |u| u.path.display().to_string()),
+            plan.summary()
+        );
+        Ok(Some((plan, note)))
     }
 
     /// One line: `M x K: BM .. BK .. bm ..` per shape.
