@@ -32,6 +32,8 @@ struct Job<'a> {
     run: &'a (dyn Fn(usize) + Sync),
     chunks: usize,
     next: AtomicUsize,
+    /// Set when a chunk panicked on a worker; the caller re-raises it.
+    panicked: AtomicBool,
 }
 
 impl Job<'_> {
@@ -43,6 +45,37 @@ impl Job<'_> {
             }
             (self.run)(c);
         }
+    }
+
+    /// [`Job::work`] on a worker: a panic must not escape (the gate would stay registered and
+    /// the caller would wait forever), so it is recorded for the caller and the rest skipped.
+    fn work_catching(&self) {
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.work())).is_err() {
+            self.panicked.store(true, Ordering::Release);
+            self.next.store(self.chunks, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Closes the gate and waits until every registered helper has left, on every exit from
+/// [`SpinPool::run`] — also when the caller's own chunk panics, so no helper can still be using
+/// the job (which lives on the caller's stack) once `run` unwinds.
+struct CloseAndWait<'s>(&'s Shared);
+
+impl Drop for CloseAndWait<'_> {
+    fn drop(&mut self) {
+        let s = self.0;
+        s.gate.fetch_or(CLOSED, Ordering::AcqRel);
+        let mut spins = 0u32;
+        while s.gate.load(Ordering::Acquire) != CLOSED {
+            spins += 1;
+            if spins < WAIT_SPINS {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+        }
+        s.job.store(std::ptr::null_mut(), Ordering::Relaxed);
     }
 }
 
@@ -110,6 +143,7 @@ impl SpinPool {
             run,
             chunks,
             next: AtomicUsize::new(0),
+            panicked: AtomicBool::new(false),
         };
         if self.workers.is_empty() || chunks <= 1 {
             job.work();
@@ -129,18 +163,12 @@ impl SpinPool {
             let _guard = s.park.lock().unwrap_or_else(|e| e.into_inner());
             s.wake.notify_all();
         }
+        let close = CloseAndWait(s);
         job.work();
-        s.gate.fetch_or(CLOSED, Ordering::AcqRel);
-        let mut spins = 0u32;
-        while s.gate.load(Ordering::Acquire) != CLOSED {
-            spins += 1;
-            if spins < WAIT_SPINS {
-                std::hint::spin_loop();
-            } else {
-                std::thread::yield_now();
-            }
+        drop(close);
+        if job.panicked.load(Ordering::Acquire) {
+            panic!("a kernel task panicked on a pool worker");
         }
-        s.job.store(std::ptr::null_mut(), Ordering::Relaxed);
     }
 }
 
@@ -210,7 +238,7 @@ fn worker(s: &Shared) {
         // SAFETY: see `SpinPool::run`: the caller keeps the job alive until every registered
         // helper has decremented the gate.
         if let Some(job) = unsafe { ptr.as_ref() } {
-            job.work();
+            job.work_catching();
         }
         s.gate.fetch_sub(HELPER, Ordering::AcqRel);
     }
@@ -249,5 +277,25 @@ mod tests {
                 assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1));
             }
         }
+    }
+
+    #[test]
+    fn a_panicking_chunk_reaches_the_caller_and_the_pool_keeps_working() {
+        let pool = SpinPool::new(2).expect("pool");
+        for _ in 0..20 {
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                pool.run(64, &|c| {
+                    if c % 7 == 3 {
+                        panic!("chunk {c}");
+                    }
+                })
+            }));
+            assert!(result.is_err());
+        }
+        let count = AtomicUsize::new(0);
+        pool.run(64, &|_| {
+            count.fetch_add(1, Ordering::Relaxed);
+        });
+        assert_eq!(count.load(Ordering::Relaxed), 64);
     }
 }
