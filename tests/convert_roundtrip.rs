@@ -119,7 +119,6 @@ fn master_output_reternarizes_to_the_same_codes() {
 
 #[test]
 fn sharded_checkpoint_with_transformers5_config_converts_to_the_upstream_file() {
-    use bitnet_gguf::hf::writer::{write_safetensors, TensorHeader};
     use bitnet_gguf::hf::Checkpoint;
     let src = Checkpoint::open(std::path::Path::new(PACKED)).unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -140,39 +139,8 @@ fn sharded_checkpoint_with_transformers5_config_converts_to_the_upstream_file() 
     let dtype = obj.remove("torch_dtype").unwrap();
     obj.insert("dtype".into(), dtype);
     std::fs::write(ckpt.join("config.json"), config.to_string()).unwrap();
-    let names: Vec<String> = src.tensor_names().map(str::to_string).collect();
-    let (a, b) = names.split_at(names.len() / 3);
-    let mut weight_map = serde_json::Map::new();
-    for (file, part) in [
-        ("model-00001-of-00002.safetensors", a),
-        ("model-00002-of-00002.safetensors", b),
-    ] {
-        let headers: Vec<TensorHeader> = part
-            .iter()
-            .map(|n| {
-                let t = src.tensor(n).unwrap();
-                TensorHeader::new(n.clone(), t.dtype, t.shape.to_vec())
-            })
-            .collect();
-        write_safetensors(
-            &ckpt.join(file),
-            &headers,
-            &Default::default(),
-            |_, h, out| {
-                out.write_all(src.tensor(&h.name).unwrap().data)
-                    .map_err(|source| bitnet_gguf::hf::Error::Io {
-                        path: file.into(),
-                        source,
-                    })
-            },
-        )
-        .unwrap();
-        for n in part {
-            weight_map.insert(n.clone(), file.into());
-        }
-    }
-    let index = serde_json::json!({"metadata": {}, "weight_map": weight_map});
-    std::fs::write(ckpt.join("model.safetensors.index.json"), index.to_string()).unwrap();
+    let shard1 = src.tensor_names().count() / 3;
+    crate::hf_checkpoint::write_two_shards(&src, &ckpt, shard1);
     let out = dir.path().join("out.gguf");
     hf_converter(ckpt.to_str().unwrap(), &out, LayoutKind::I2_S);
     assert!(read(&out) == read(&upstream("i2_s")));

@@ -213,45 +213,13 @@ fn wrong_shape_from_config_is_an_error() {
 
 #[test]
 fn sharded_checkpoint_opens_and_index_is_checked() {
-    use bitnet_gguf::hf::writer::{write_safetensors, TensorHeader};
-    use std::collections::BTreeMap;
     let src = Checkpoint::open(Path::new(PACKED)).unwrap();
     let dir = tempfile::tempdir().unwrap();
     for f in ["config.json", "tokenizer.json", "tokenizer_config.json"] {
         std::fs::copy(Path::new(PACKED).join(f), dir.path().join(f)).unwrap();
     }
     let names: Vec<String> = src.tensor_names().map(str::to_string).collect();
-    let (a, b) = names.split_at(names.len() / 2);
-    let mut weight_map = serde_json::Map::new();
-    for (file, part) in [
-        ("model-00001-of-00002.safetensors", a),
-        ("model-00002-of-00002.safetensors", b),
-    ] {
-        let headers: Vec<TensorHeader> = part
-            .iter()
-            .map(|n| {
-                let t = src.tensor(n).unwrap();
-                TensorHeader::new(n.clone(), t.dtype, t.shape.to_vec())
-            })
-            .collect();
-        write_safetensors(
-            &dir.path().join(file),
-            &headers,
-            &BTreeMap::new(),
-            |_, h, out| {
-                out.write_all(src.tensor(&h.name).unwrap().data)
-                    .map_err(|e| Error::Io {
-                        path: file.into(),
-                        source: e,
-                    })
-            },
-        )
-        .unwrap();
-        for n in part {
-            weight_map.insert(n.clone(), file.into());
-        }
-    }
-    let index = serde_json::json!({"metadata": {}, "weight_map": weight_map});
+    let index = write_two_shards(&src, dir.path(), names.len() / 2);
     let index_path = dir.path().join("model.safetensors.index.json");
     std::fs::write(&index_path, index.to_string()).unwrap();
     let ck = Checkpoint::open(dir.path()).unwrap();
@@ -267,7 +235,7 @@ fn sharded_checkpoint_opens_and_index_is_checked() {
 
     // An index entry pointing at the wrong shard is a contradiction.
     let mut bad = index.clone();
-    bad["weight_map"][&a[0]] = "model-00002-of-00002.safetensors".into();
+    bad["weight_map"][&names[0]] = "model-00002-of-00002.safetensors".into();
     std::fs::write(&index_path, bad.to_string()).unwrap();
     assert!(matches!(
         Checkpoint::open(dir.path()),
@@ -275,10 +243,50 @@ fn sharded_checkpoint_opens_and_index_is_checked() {
     ));
     // A path escaping the directory is refused.
     let mut bad = index;
-    bad["weight_map"][&a[0]] = "../x.safetensors".into();
+    bad["weight_map"][&names[0]] = "../x.safetensors".into();
     std::fs::write(&index_path, bad.to_string()).unwrap();
     assert!(matches!(
         Checkpoint::open(dir.path()),
         Err(Error::BadField { .. })
     ));
+}
+
+/// Writes `src`'s tensors as two shards in `dir` (the first `first` sorted names in shard 1, the
+/// rest in shard 2) plus `model.safetensors.index.json`, and returns the index.
+pub(crate) fn write_two_shards(src: &Checkpoint, dir: &Path, first: usize) -> serde_json::Value {
+    use bitnet_gguf::hf::writer::{write_safetensors, TensorHeader};
+    let names: Vec<String> = src.tensor_names().map(str::to_string).collect();
+    let (a, b) = names.split_at(first);
+    let mut weight_map = serde_json::Map::new();
+    for (file, part) in [
+        ("model-00001-of-00002.safetensors", a),
+        ("model-00002-of-00002.safetensors", b),
+    ] {
+        let headers: Vec<TensorHeader> = part
+            .iter()
+            .map(|n| {
+                let t = src.tensor(n).unwrap();
+                TensorHeader::new(n.clone(), t.dtype, t.shape.to_vec())
+            })
+            .collect();
+        write_safetensors(
+            &dir.join(file),
+            &headers,
+            &Default::default(),
+            |_, h, out| {
+                out.write_all(src.tensor(&h.name).unwrap().data)
+                    .map_err(|source| Error::Io {
+                        path: file.into(),
+                        source,
+                    })
+            },
+        )
+        .unwrap();
+        for n in part {
+            weight_map.insert(n.clone(), file.into());
+        }
+    }
+    let index = serde_json::json!({"metadata": {}, "weight_map": weight_map});
+    std::fs::write(dir.join("model.safetensors.index.json"), index.to_string()).unwrap();
+    index
 }
