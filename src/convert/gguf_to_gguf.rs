@@ -1,7 +1,8 @@
-//! `gguf-to-gguf`: one ternary layout to another; every other tensor and key kept.
+//! `gguf-to-gguf`: one ternary layout to another; every other tensor and key kept, except the
+//! token embedding when a new type is asked for.
 
 use super::metadata::file_type;
-use super::plan::{projection_type, Job, TlPlan};
+use super::plan::{projection_type, EmbedType, Job, TlPlan};
 use super::source::{ModelSource, UserKernelConfig, TL_KERNEL_CONFIG_KEY, TL_TILING_SOURCE_KEY};
 use super::{check_output, ConvertReport, Error};
 use super::{finish_gguf, GgufOutput};
@@ -21,6 +22,8 @@ pub struct GgufToGguf {
     pub layout: LayoutKind,
     /// Tiling for TL inputs without recorded tiling and for TL outputs.
     pub kernel_config: Option<PathBuf>,
+    /// New type for `token_embd.weight` (`None`: copied as it is).
+    pub embed_type: Option<EmbedType>,
     /// Re-read the output and compare it with the input.
     pub verify: bool,
     /// No progress bar.
@@ -73,6 +76,7 @@ pub fn gguf_to_gguf(opts: &GgufToGguf) -> Result<ConvertReport, Error> {
     let config = source.config().clone();
     let mut jobs = Vec::new();
     let mut fallbacks = Vec::new();
+    let mut embedding_requantized = false;
     let file = source.gguf_file()?;
     for t in source.tensors() {
         let ty_in = file
@@ -86,6 +90,12 @@ pub fn gguf_to_gguf(opts: &GgufToGguf) -> Result<ConvertReport, Error> {
                 if ty == GgmlType::F16 && opts.layout != LayoutKind::F16 {
                     fallbacks.push(t.name.clone());
                 }
+                Job::new(&source, t.role, t.name.clone(), ty)
+            }
+            TensorRole::Embedding if opts.embed_type.is_some_and(|e| e.ggml_type() != ty_in) => {
+                let ty = opts.embed_type.map_or(ty_in, EmbedType::ggml_type);
+                notes.push(format!("{}: {} -> {}", t.name, ty_in.name(), ty.name()));
+                embedding_requantized |= opts.embed_type.is_some_and(EmbedType::is_lossy);
                 Job::new(&source, t.role, t.name.clone(), ty)
             }
             _ => {
@@ -108,7 +118,7 @@ pub fn gguf_to_gguf(opts: &GgufToGguf) -> Result<ConvertReport, Error> {
             layout: opts.layout,
             quiet: opts.quiet,
             verify: opts.verify,
-            skip_dense_in_verify: false,
+            skip_dense_in_verify: embedding_requantized,
         },
         &fallbacks,
         notes,

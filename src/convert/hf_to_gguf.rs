@@ -177,7 +177,7 @@ pub fn hf_to_gguf(opts: &HfToGguf) -> Result<ConvertReport, Error> {
             layout: opts.layout,
             quiet: opts.quiet,
             verify: opts.verify,
-            skip_dense_in_verify: opts.embed_type == EmbedType::Q8_0,
+            skip_dense_in_verify: opts.embed_type.is_lossy(),
         },
         &fallbacks,
         notes,

@@ -16,7 +16,8 @@ use crate::layout::tl2::Tl2;
 use crate::layout::tq1_0::TQ1_0;
 use crate::layout::tq2_0::TQ2_0;
 use crate::layout::{
-    KernelConfig, LayoutKind, ScaleRounding, Shape, TernaryCodec, TernaryTensor, TilingResolver,
+    BlockQuant, Error as LayoutError, KernelConfig, LayoutKind, ScaleRounding, Shape, TernaryCodec,
+    TernaryTensor, TilingResolver,
 };
 use rayon::prelude::*;
 use std::collections::BTreeMap;
@@ -45,6 +46,8 @@ pub enum EmbedType {
     F32,
     /// ggml Q8_0 (32-value blocks, f16 `d = amax/127`, `q = round(x/d)`), lossy.
     Q8_0,
+    /// ggml Q6_K (256-value blocks of 16 int8-scaled 6-bit groups), lossy.
+    Q6_K,
 }
 
 impl EmbedType {
@@ -54,15 +57,22 @@ impl EmbedType {
             EmbedType::F16 => GgmlType::F16,
             EmbedType::F32 => GgmlType::F32,
             EmbedType::Q8_0 => GgmlType::Q8_0,
+            EmbedType::Q6_K => GgmlType::Q6_K,
         }
     }
 
-    /// Parses `f16`, `f32` or `q8_0`.
+    /// True for the quantized types (the output's embedding is not the source's).
+    pub fn is_lossy(self) -> bool {
+        matches!(self, EmbedType::Q8_0 | EmbedType::Q6_K)
+    }
+
+    /// Parses `f16`, `f32`, `q8_0` or `q6_k`.
     pub fn from_name(name: &str) -> Option<Self> {
         match name.to_ascii_lowercase().as_str() {
             "f16" => Some(EmbedType::F16),
             "f32" => Some(EmbedType::F32),
             "q8_0" => Some(EmbedType::Q8_0),
+            "q6_k" => Some(EmbedType::Q6_K),
             _ => None,
         }
     }
@@ -292,8 +302,9 @@ impl Job {
     }
 }
 
-/// Converts `values` to `ty`'s bytes (F16/BF16 round to nearest even; Q8_0 as gguf-py does).
-pub fn encode_values(values: &[f32], ty: GgmlType, out: &mut Vec<u8>) {
+/// Converts `values` to `ty`'s bytes: F16/BF16 round to nearest even; Q8_0 and Q6_K are
+/// quantized by [`BlockQuant`] (`values` is then whole blocks, which the caller checked).
+pub fn encode_values(values: &[f32], ty: GgmlType, out: &mut Vec<u8>) -> Result<(), LayoutError> {
     match ty {
         GgmlType::F32 => out.extend(values.iter().flat_map(|v| v.to_le_bytes())),
         GgmlType::F16 => out.extend(
@@ -306,18 +317,18 @@ pub fn encode_values(values: &[f32], ty: GgmlType, out: &mut Vec<u8>) {
                 .iter()
                 .flat_map(|&v| half::bf16::from_f32(v).to_le_bytes()),
         ),
-        _ => {
-            // Q8_0, the reference of gguf-py `quants.py` / ggml `quantize_row_q8_0_ref`:
-            // d = amax / 127 (f32), q = round-half-away(x * (1/d)), d stored as f16.
-            for block in values.chunks(32) {
-                let amax = block.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-                let d = amax / 127.0;
-                let id = if d == 0.0 { 0.0 } else { 1.0 / d };
-                out.extend_from_slice(&half::f16::from_f32(d).to_le_bytes());
-                out.extend(block.iter().map(|&x| (x * id).round() as i8 as u8));
+        other => match BlockQuant::for_ggml_type(other) {
+            Some(q) => q.par_quantize_into(values, out)?,
+            None => {
+                return Err(LayoutError::IllegalShape {
+                    layout: other.name(),
+                    shape: Shape::new(1, values.len()),
+                    rule: "not a type dense tensors can be written in".into(),
+                })
             }
-        }
+        },
     }
+    Ok(())
 }
 
 /// Streams a dense tensor into `out` as `ty`, 1 Mi elements at a time.
@@ -331,7 +342,7 @@ fn stream_dense(data: &DenseData<'_>, ty: GgmlType, out: &mut dyn Write) -> std:
         let len = CHUNK.min(n - first);
         data.to_f32_into(first, &mut values[..len]);
         bytes.clear();
-        encode_values(&values[..len], ty, &mut bytes);
+        encode_values(&values[..len], ty, &mut bytes).map_err(std::io::Error::other)?;
         out.write_all(&bytes)?;
         first += len;
     }
@@ -496,13 +507,20 @@ fn write_one<W: Write>(
         None => {
             let data = source.dense(job.role)?;
             let ty = job.desc.ggml_type;
-            if ty == GgmlType::Q8_0 && data.len() % 32 != 0 {
-                return Err(Error::BadTensor {
-                    path: source.path().to_path_buf(),
-                    tensor: job.desc.name.clone(),
-                    expected: "a multiple of 32 elements for Q8_0".into(),
-                    found: format!("{} elements", data.len()),
-                });
+            if let Some(q) = BlockQuant::for_ggml_type(ty) {
+                let k = job.desc.dims.first().map_or(0, |&k| k as usize);
+                if k == 0 || k % q.block_values() != 0 {
+                    return Err(Error::BadTensor {
+                        path: source.path().to_path_buf(),
+                        tensor: job.desc.name.clone(),
+                        expected: format!(
+                            "rows of a multiple of {} elements for {}",
+                            q.block_values(),
+                            q.name()
+                        ),
+                        found: format!("rows of {k} elements"),
+                    });
+                }
             }
             writer
                 .write_tensor_streamed(&job.desc.name, |out| stream_dense(&data, ty, out))
@@ -538,22 +556,6 @@ pub fn projection_shapes(source: &ModelSource) -> Vec<Shape> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn q8_0_matches_the_reference_rule() {
-        let mut values = vec![0.0f32; 32];
-        values[0] = 1.27;
-        values[1] = -0.635;
-        values[2] = 0.005;
-        let mut out = Vec::new();
-        encode_values(&values, GgmlType::Q8_0, &mut out);
-        assert_eq!(out.len(), 34);
-        let d = half::f16::from_le_bytes([out[0], out[1]]).to_f32();
-        assert!((d - 0.01).abs() < 1e-5);
-        assert_eq!(out[2] as i8, 127);
-        assert_eq!(out[3] as i8, -64); // -63.5 rounds away from zero
-        assert_eq!(out[4] as i8, 1); // 0.5 rounds away from zero
-    }
 
     #[test]
     fn tq_falls_back_to_f16_when_k_is_not_a_multiple_of_256() {

@@ -18,7 +18,9 @@ use crate::layout::tl1::Tl1;
 use crate::layout::tl2::Tl2;
 use crate::layout::tq1_0::TQ1_0;
 use crate::layout::tq2_0::TQ2_0;
-use crate::layout::{KernelConfig, TernaryCodec, TernaryTensor, TilingOrigin, TilingResolver};
+use crate::layout::{
+    BlockQuant, KernelConfig, TernaryCodec, TernaryTensor, TilingOrigin, TilingResolver,
+};
 use std::path::{Path, PathBuf};
 
 pub use crate::gguf::keys::{
@@ -59,25 +61,28 @@ pub enum DenseData<'a> {
     F16(&'a [u8]),
     /// IEEE single, little-endian.
     F32(&'a [u8]),
-    /// ggml Q8_0 blocks (f16 d + 32 int8).
-    Q8_0(&'a [u8]),
+    /// A ggml block-quantized type (Q8_0, Q6_K).
+    Quantized(&'static BlockQuant, &'a [u8]),
 }
 
 impl<'a> DenseData<'a> {
-    /// The type's name as in GGUF (`"BF16"`, `"F16"`, `"F32"`, `"Q8_0"`).
+    /// The type's name as in GGUF (`"BF16"`, `"F16"`, `"F32"`, `"Q8_0"`, `"Q6_K"`).
     pub fn type_name(&self) -> &'static str {
         match self {
             DenseData::BF16(_) => "BF16",
             DenseData::F16(_) => "F16",
             DenseData::F32(_) => "F32",
-            DenseData::Q8_0(_) => "Q8_0",
+            DenseData::Quantized(q, _) => q.name(),
         }
     }
 
     /// The raw bytes.
     pub fn bytes(self) -> &'a [u8] {
         match self {
-            DenseData::BF16(b) | DenseData::F16(b) | DenseData::F32(b) | DenseData::Q8_0(b) => b,
+            DenseData::BF16(b)
+            | DenseData::F16(b)
+            | DenseData::F32(b)
+            | DenseData::Quantized(_, b) => b,
         }
     }
 
@@ -86,7 +91,7 @@ impl<'a> DenseData<'a> {
         match self {
             DenseData::BF16(b) | DenseData::F16(b) => b.len() / 2,
             DenseData::F32(b) => b.len() / 4,
-            DenseData::Q8_0(b) => b.len() / 34 * 32,
+            DenseData::Quantized(q, b) => b.len() / q.block_bytes() * q.block_values(),
         }
     }
 
@@ -95,15 +100,15 @@ impl<'a> DenseData<'a> {
         self.len() == 0
     }
 
-    /// Values as f32 (exact for every type; Q8_0 gives `d * q`).
+    /// Values as f32 (exact for every type; a quantized type gives its dequantized values).
     pub fn to_f32(&self) -> Vec<f32> {
         let mut out = vec![0.0f32; self.len()];
         self.to_f32_into(0, &mut out);
         out
     }
 
-    /// Converts elements `first .. first + out.len()` (for Q8_0, `first` and the length must
-    /// be multiples of 32).
+    /// Converts elements `first .. first + out.len()` (for a quantized type, `first` and the
+    /// length must be whole blocks).
     pub fn to_f32_into(&self, first: usize, out: &mut [f32]) {
         match self {
             DenseData::BF16(b) => {
@@ -121,13 +126,17 @@ impl<'a> DenseData<'a> {
                     *o = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
                 }
             }
-            DenseData::Q8_0(b) => {
-                let blocks = b[first / 32 * 34..].chunks_exact(34);
-                for (o, block) in out.chunks_mut(32).zip(blocks) {
-                    let d = half::f16::from_le_bytes([block[0], block[1]]).to_f32();
-                    for (x, &q) in o.iter_mut().zip(&block[2..]) {
-                        *x = d * f32::from(q as i8);
-                    }
+            DenseData::Quantized(q, b) => {
+                // Callers pass whole blocks of a tensor whose byte size the reader checked; a
+                // range outside the data reads as NaN rather than a plausible number.
+                let blocks = out.len() / q.block_values();
+                let start = first / q.block_values() * q.block_bytes();
+                let whole = &mut out[..blocks * q.block_values()];
+                let ok = b
+                    .get(start..start + blocks * q.block_bytes())
+                    .is_some_and(|bytes| q.dequantize_into(bytes, whole).is_ok());
+                if !ok {
+                    out.fill(f32::NAN);
                 }
             }
         }
@@ -473,12 +482,14 @@ impl ModelSource {
                     GgmlType::BF16 => DenseData::BF16(bytes),
                     GgmlType::F16 => DenseData::F16(bytes),
                     GgmlType::F32 => DenseData::F32(bytes),
-                    GgmlType::Q8_0 => DenseData::Q8_0(bytes),
+                    other if BlockQuant::for_ggml_type(other).is_some() => {
+                        DenseData::Quantized(BlockQuant::for_ggml_type(other).unwrap(), bytes)
+                    }
                     other => {
                         return Err(Error::BadTensor {
                             path: self.path.clone(),
                             tensor: name,
-                            expected: "F16, BF16, F32 or Q8_0".into(),
+                            expected: "F16, BF16, F32, Q8_0 or Q6_K".into(),
                             found: other.name().into(),
                         })
                     }

@@ -4,12 +4,15 @@
 //! scale's bits), and for canonical bytes `encode(decode(b)) == b`. A conversion between two
 //! layouts is always `decode` with one codec followed by `encode` with another.
 
+pub mod block_quant;
 pub mod dense;
 mod error;
 pub mod gpu_w2a8;
 pub mod hf_packed;
 pub mod i2s;
 pub mod kernel_config;
+pub mod q6_k;
+pub mod q8_0;
 mod tensor;
 pub mod tiling;
 pub mod tl1;
@@ -42,6 +45,7 @@ pub trait TernaryCodec {
     fn decode(&self, bytes: &[u8], shape: Shape) -> Result<TernaryTensor, Error>;
 }
 
+pub use block_quant::BlockQuant;
 pub use kernel_config::{KernelConfig, KernelConfigEntry, TilingOrigin, TilingResolver};
 pub use tiling::{Tl1Tiling, Tl2Tiling};
 

@@ -548,6 +548,102 @@ unsafe fn q8_0_row_imp(row: &[u8], q: &[i8], out: &mut [i32], d_out: &mut [f32])
 }
 
 // ---------------------------------------------------------------------------------------------
+// Q6_K.
+
+/// See `scalar::q6_k_row`.
+pub fn q6_k_row(row: &[u8], q: &[i8], bsums: &[i16], out: &mut [i32], d_out: &mut [f32]) {
+    let nb = out.len();
+    assert!(row.len() >= nb * 210 && q.len() >= nb * 256 && bsums.len() >= nb * 16);
+    assert!(d_out.len() >= nb);
+    // SAFETY: lengths checked above; AVX2/F16C checked when the table was chosen.
+    unsafe { q6_k_row_imp(row, q, bsums, out, d_out) }
+}
+
+/// ggml's `vec_dot_q6_K_q8_K` integer part: the unsigned codes (0..=63) go through `maddubs`
+/// with the activations (exact: a pair is at most 2·63·128 = 16128), each 16-value half is
+/// weighted by its sub-block scale in `madd`, and the `−32` offset is taken off once per block
+/// as `32 · Σ_j scale_j · bsum_j`.
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn q6_k_row_imp(row: &[u8], q: &[i8], bsums: &[i16], out: &mut [i32], d_out: &mut [f32]) {
+    let low4 = _mm256_set1_epi8(0x0F);
+    let low2 = _mm256_set1_epi8(0x03);
+    // Byte shuffles that put scale 2k in the low 8 lanes and 2k+1 in the high 8 lanes.
+    let pair = |k: i8| {
+        _mm_setr_epi8(
+            2 * k,
+            2 * k,
+            2 * k,
+            2 * k,
+            2 * k,
+            2 * k,
+            2 * k,
+            2 * k,
+            2 * k + 1,
+            2 * k + 1,
+            2 * k + 1,
+            2 * k + 1,
+            2 * k + 1,
+            2 * k + 1,
+            2 * k + 1,
+            2 * k + 1,
+        )
+    };
+    let pairs = [0, 1, 2, 3, 4, 5, 6, 7].map(pair);
+    let (rp, qp) = (row.as_ptr(), q.as_ptr() as *const u8);
+    for b in 0..out.len() {
+        // SAFETY: block b lies inside `row`, `q` and `bsums` (asserted by the wrapper).
+        let (block, x) = unsafe { (rp.add(b * 210), qp.add(b * 256)) };
+        _mm_prefetch::<_MM_HINT_T0>(block.wrapping_add(4 * 210) as *const i8);
+        _mm_prefetch::<_MM_HINT_T0>(block.wrapping_add(4 * 210 + 64) as *const i8);
+        _mm_prefetch::<_MM_HINT_T0>(block.wrapping_add(4 * 210 + 128) as *const i8);
+        _mm_prefetch::<_MM_HINT_T0>(block.wrapping_add(4 * 210 + 192) as *const i8);
+        let scales = unsafe { load16(block.add(192)) };
+        let mut acc = _mm256_setzero_si256();
+        for half in 0..2 {
+            // SAFETY: offsets stay inside the 210-byte block and the 256 activations.
+            let (ql0, ql1, qh) = unsafe {
+                (
+                    load(block.add(half * 64)),
+                    load(block.add(half * 64 + 32)),
+                    load(block.add(128 + half * 32)),
+                )
+            };
+            let codes = [
+                _mm256_or_si256(
+                    _mm256_and_si256(ql0, low4),
+                    _mm256_slli_epi16::<4>(_mm256_and_si256(qh, low2)),
+                ),
+                _mm256_or_si256(
+                    _mm256_and_si256(ql1, low4),
+                    _mm256_slli_epi16::<4>(_mm256_and_si256(_mm256_srli_epi16::<2>(qh), low2)),
+                ),
+                _mm256_or_si256(
+                    _mm256_and_si256(_mm256_srli_epi16::<4>(ql0), low4),
+                    _mm256_slli_epi16::<4>(_mm256_and_si256(_mm256_srli_epi16::<4>(qh), low2)),
+                ),
+                _mm256_or_si256(
+                    _mm256_and_si256(_mm256_srli_epi16::<4>(ql1), low4),
+                    _mm256_slli_epi16::<4>(_mm256_and_si256(_mm256_srli_epi16::<6>(qh), low2)),
+                ),
+            ];
+            for (part, &c) in codes.iter().enumerate() {
+                // SAFETY: activations half*128 + part*32 .. +32 are inside the block's 256.
+                let xv = unsafe { load(x.add(half * 128 + part * 32)) };
+                let p16 = _mm256_maddubs_epi16(c, xv);
+                let sc = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, pairs[half * 4 + part]));
+                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(sc, p16));
+            }
+        }
+        // SAFETY: the block's 16 bsums are inside `bsums`.
+        let bs = unsafe { _mm256_loadu_si256(bsums.as_ptr().add(b * 16) as *const __m256i) };
+        let offset = _mm256_madd_epi16(_mm256_cvtepi8_epi16(scales), bs);
+        let total = _mm256_sub_epi32(acc, _mm256_slli_epi32::<5>(offset));
+        out[b] = unsafe { hsum_i32(total) };
+        d_out[b] = half::f16::from_le_bytes([row[b * 210 + 208], row[b * 210 + 209]]).to_f32();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Dense F16 / F32.
 
 /// See `scalar::f16_rows`.

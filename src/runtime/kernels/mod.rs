@@ -11,7 +11,8 @@
 //! * `scalar` / `avx2`: the kernels, chosen once at run time into a [`KernelTable`].
 //! * [`Kernels`]: the entry point: a kernel table plus a thread pool; validated weight views
 //!   ([`I2sWeights`], [`Tl1Weights`], [`Tl2Weights`], [`Tq2_0Weights`], [`Tq1_0Weights`],
-//!   [`F16Weights`], [`F32Weights`], [`Q8_0Weights`] with [`Q8Rows`] activations) go in,
+//!   [`F16Weights`], [`F32Weights`], [`Q8_0Weights`] with [`Q8Rows`] activations,
+//!   [`Q6_KWeights`] with [`Q8KRows`]) go in,
 //!   `y[token * M + row]` comes out.
 //!
 //! Threading: output rows (whole TL tiles) are split into `4 × threads` contiguous chunks that
@@ -512,6 +513,117 @@ impl Q8Rows {
     }
 }
 
+/// A Q6_K matrix (ggml `block_q6_K`: 210 bytes per 256 values, see [`crate::layout::q6_k`]),
+/// e.g. a quantized token embedding used as the lm_head.
+#[derive(Debug, Clone, Copy)]
+pub struct Q6_KWeights<'a> {
+    bytes: &'a [u8],
+    shape: Shape,
+}
+
+impl<'a> Q6_KWeights<'a> {
+    /// Views `bytes` (at least `M*K/256*210`) as Q6_K; K must be a multiple of 256.
+    pub fn new(bytes: &'a [u8], shape: Shape) -> Result<Self, Error> {
+        const L: &str = "Q6_K";
+        rule(
+            L,
+            shape,
+            shape.cols % 256 == 0 && shape.cols > 0,
+            "K must be a positive multiple of 256",
+        )?;
+        let n = checked_len(L, shape, 210, 256)?;
+        need_bytes(L, shape, bytes, n)?;
+        Ok(Self {
+            bytes: &bytes[..n],
+            shape,
+        })
+    }
+
+    /// Logical shape.
+    pub fn shape(&self) -> Shape {
+        self.shape
+    }
+}
+
+/// Activation rows quantized to ggml Q8_K blocks (`quantize_row_q8_K_ref`), the operand ggml
+/// pairs with Q6_K: per 256 values `d = 1/iscale` with `iscale = −127 / x_max` (x_max the
+/// value of largest magnitude, sign kept), `q = min(127, round_even(iscale · x))`, plus the
+/// sum of each 16 values (`bsums`).
+#[derive(Debug, Clone, Default)]
+pub struct Q8KRows {
+    k: usize,
+    values: Vec<i8>,
+    scales: Vec<f32>,
+    bsums: Vec<i16>,
+}
+
+impl Q8KRows {
+    /// Empty rows.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Quantizes `x` (rows of length `k`, a multiple of 256) in place of the previous content.
+    pub fn quantize(&mut self, x: &[f32], k: usize) -> Result<(), Error> {
+        if k == 0 || k % 256 != 0 || x.len() % k != 0 || x.is_empty() {
+            return Err(Error::ActivationLength { len: x.len(), k });
+        }
+        self.k = k;
+        self.values.resize(x.len(), 0);
+        self.scales.resize(x.len() / 256, 0.0);
+        self.bsums.resize(x.len() / 16, 0);
+        for (((xb, qb), d_out), sums) in x
+            .chunks_exact(256)
+            .zip(self.values.chunks_exact_mut(256))
+            .zip(self.scales.iter_mut())
+            .zip(self.bsums.chunks_exact_mut(16))
+        {
+            let (mut max, mut amax) = (0f32, 0f32);
+            for &v in xb {
+                if v.abs() > amax {
+                    amax = v.abs();
+                    max = v;
+                }
+            }
+            if amax == 0.0 {
+                qb.fill(0);
+                sums.fill(0);
+                *d_out = 0.0;
+                continue;
+            }
+            let iscale = -127.0 / max;
+            for (q, &v) in qb.iter_mut().zip(xb) {
+                *q = ((iscale * v).round_ties_even() as i32).min(127) as i8;
+            }
+            for (s, q16) in sums.iter_mut().zip(qb.chunks_exact(16)) {
+                *s = q16.iter().map(|&v| i16::from(v)).sum();
+            }
+            *d_out = 1.0 / iscale;
+        }
+        Ok(())
+    }
+
+    /// Row length.
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// Number of rows.
+    pub fn rows(&self) -> usize {
+        self.values.len().checked_div(self.k).unwrap_or(0)
+    }
+
+    /// All quantized values, row-major.
+    pub fn values(&self) -> &[i8] {
+        &self.values
+    }
+
+    /// The block scales `d`, `[t * K/256 + b]`.
+    pub fn scales(&self) -> &[f32] {
+        &self.scales
+    }
+}
+
 /// A dense F16 matrix (little-endian, row-major, `M*K*2` bytes).
 #[derive(Debug, Clone, Copy)]
 pub struct F16Weights<'a> {
@@ -636,6 +748,7 @@ type Tl2TileFn = fn(Tl2Tile<'_>, &[u8], &[u8], &mut [i32]);
 type BlockRowFn = fn(&[u8], &[i8], &mut [i32]);
 type DenseRowsFn = fn(&[u8], &[f32], &mut [f32]);
 type Q8RowFn = fn(&[u8], &[i8], &mut [i32], &mut [f32]);
+type Q6kRowFn = fn(&[u8], &[i8], &[i16], &mut [i32], &mut [f32]);
 
 /// The kernels of one ISA, as function pointers (chosen once, no per-call feature tests).
 #[derive(Debug, Clone, Copy)]
@@ -647,6 +760,7 @@ pub struct KernelTable {
     tq2_0_row: BlockRowFn,
     tq1_0_row: BlockRowFn,
     q8_0_row: Q8RowFn,
+    q6_k_row: Q6kRowFn,
     f16_rows: DenseRowsFn,
     f32_rows: DenseRowsFn,
 }
@@ -659,6 +773,7 @@ const SCALAR: KernelTable = KernelTable {
     tq2_0_row: scalar::tq2_0_row,
     tq1_0_row: scalar::tq1_0_row,
     q8_0_row: scalar::q8_0_row,
+    q6_k_row: scalar::q6_k_row,
     f16_rows: scalar::f16_rows,
     f32_rows: scalar::f32_rows,
 };
@@ -672,6 +787,7 @@ const AVX2: KernelTable = KernelTable {
     tq2_0_row: avx2::tq2_0_row,
     tq1_0_row: avx2::tq1_0_row,
     q8_0_row: avx2::q8_0_row,
+    q6_k_row: avx2::q6_k_row,
     f16_rows: avx2::f16_rows,
     f32_rows: avx2::f32_rows,
 };
@@ -1137,7 +1253,7 @@ impl Kernels {
     /// `dot[(t*M + r) * (K/32) + b]`.
     pub fn q8_0_dot(&self, w: &Q8_0Weights<'_>, x: &Q8Rows, dot: &mut [i32]) -> Result<(), Error> {
         let (m, k, nb) = (w.shape.rows, w.shape.cols, w.shape.cols / 32);
-        self.check_q8(k, x, m * nb, dot.len())?;
+        self.check_q8(k, x.k(), x.rows(), m * nb, dot.len())?;
         let out = SharedOut::new(dot);
         let kernel = self.table.q8_0_row;
         self.split(m, |a, b| {
@@ -1161,63 +1277,105 @@ impl Kernels {
     }
 
     /// Q8_0 × Q8_0 matmul (ggml's `vec_dot_q8_0_q8_0`): `y = Σ_b (d_w · d_x) · Σ_block w·q` in
-    /// f32, summed in 8 interleaved partial sums (block b into partial b mod 8, then the
-    /// partials pairwise) — the same shared code for every ISA, so outputs are bit-identical.
+    /// f32, combined by [`block_epilogue`], shared by every ISA, so outputs are bit-identical.
     pub fn q8_0(&self, w: &Q8_0Weights<'_>, x: &Q8Rows, y: &mut [f32]) -> Result<(), Error> {
         let (m, k, nb) = (w.shape.rows, w.shape.cols, w.shape.cols / 32);
-        self.check_q8(k, x, m, y.len())?;
-        let out = SharedOut::new(y);
+        self.check_q8(k, x.k(), x.rows(), m, y.len())?;
         let kernel = self.table.q8_0_row;
-        // Units of 16 rows: the lm_head has 128256 rows, plenty to balance.
-        self.split(m.div_ceil(16), |a, b| {
+        self.block_rows(m, nb, x.rows(), y, |r, t, raw, dw| {
+            let row = &w.bytes[r * nb * 34..(r + 1) * nb * 34];
+            kernel(row, &x.values[t * k..(t + 1) * k], raw, dw);
+            block_epilogue(raw, dw, &x.scales[t * nb..(t + 1) * nb])
+        });
+        Ok(())
+    }
+
+    /// Q6_K per-block exact sums `Σ_j scale_j · Σ (code − 32)·q` over each 256-value block,
+    /// `dot[(t*M + r) * (K/256) + b]` (the integers the float epilogue multiplies).
+    pub fn q6_k_dot(&self, w: &Q6_KWeights<'_>, x: &Q8KRows, dot: &mut [i32]) -> Result<(), Error> {
+        let (m, k, nb) = (w.shape.rows, w.shape.cols, w.shape.cols / 256);
+        self.check_q8(k, x.k(), x.rows(), m * nb, dot.len())?;
+        let out = SharedOut::new(dot);
+        let kernel = self.table.q6_k_row;
+        self.split(m, |a, b| {
             let (mut raw, mut dw) = (vec![0i32; nb], vec![0f32; nb]);
-            for r in a * 16..(b * 16).min(m) {
-                let row = &w.bytes[r * nb * 34..(r + 1) * nb * 34];
+            for r in a..b {
                 for t in 0..x.rows() {
-                    kernel(row, &x.values[t * k..(t + 1) * k], &mut raw, &mut dw);
-                    let xd = &x.scales[t * nb..(t + 1) * nb];
-                    // Block b goes to partial b mod 8 (written so the compiler vectorizes it).
-                    let mut part = [0f32; 8];
-                    let full = nb / 8 * 8;
-                    for ((v8, d8), x8) in raw[..full]
-                        .chunks_exact(8)
-                        .zip(dw[..full].chunks_exact(8))
-                        .zip(xd[..full].chunks_exact(8))
-                    {
-                        for (((p, &d), &xv), &v) in part.iter_mut().zip(d8).zip(x8).zip(v8) {
-                            *p += (d * xv) * v as f32;
-                        }
+                    kernel(
+                        &w.bytes[r * nb * 210..(r + 1) * nb * 210],
+                        &x.values[t * k..(t + 1) * k],
+                        &x.bsums[t * nb * 16..(t + 1) * nb * 16],
+                        &mut raw,
+                        &mut dw,
+                    );
+                    for (i, &v) in raw.iter().enumerate() {
+                        // SAFETY: row r belongs to this task.
+                        unsafe { out.write((t * m + r) * nb + i, v) };
                     }
-                    for (((p, &d), &xv), &v) in part
-                        .iter_mut()
-                        .zip(&dw[full..])
-                        .zip(&xd[full..])
-                        .zip(&raw[full..])
-                    {
-                        *p += (d * xv) * v as f32;
-                    }
-                    let p4 = [0, 1, 2, 3].map(|j| part[j] + part[j + 4]);
-                    let v = (p4[0] + p4[2]) + (p4[1] + p4[3]);
-                    // SAFETY: row r belongs to this task.
-                    unsafe { out.write(t * m + r, v) };
                 }
             }
         });
         Ok(())
     }
 
-    fn check_q8(&self, k: usize, x: &Q8Rows, m: usize, y_len: usize) -> Result<(), Error> {
-        if x.k() != k {
+    /// Q6_K × Q8_K matmul (ggml's `vec_dot_q6_K_q8_K`): `y = Σ_b (d_w · d_x) · sum_b` in f32,
+    /// combined by [`block_epilogue`] like [`Kernels::q8_0`].
+    pub fn q6_k(&self, w: &Q6_KWeights<'_>, x: &Q8KRows, y: &mut [f32]) -> Result<(), Error> {
+        let (m, k, nb) = (w.shape.rows, w.shape.cols, w.shape.cols / 256);
+        self.check_q8(k, x.k(), x.rows(), m, y.len())?;
+        let kernel = self.table.q6_k_row;
+        self.block_rows(m, nb, x.rows(), y, |r, t, raw, dw| {
+            let row = &w.bytes[r * nb * 210..(r + 1) * nb * 210];
+            let bsums = &x.bsums[t * nb * 16..(t + 1) * nb * 16];
+            kernel(row, &x.values[t * k..(t + 1) * k], bsums, raw, dw);
+            block_epilogue(raw, dw, &x.scales[t * nb..(t + 1) * nb])
+        });
+        Ok(())
+    }
+
+    /// Runs `row_value(r, t, raw, dw)` for every output `y[t*M + r]` of a block-quantized matrix
+    /// (`nb` blocks per row), in units of 16 rows spread over the pool (the lm_head has 128256
+    /// rows, plenty to balance); `raw`/`dw` are per-task scratch of `nb` entries.
+    fn block_rows(
+        &self,
+        m: usize,
+        nb: usize,
+        tokens: usize,
+        y: &mut [f32],
+        row_value: impl Fn(usize, usize, &mut [i32], &mut [f32]) -> f32 + Sync,
+    ) {
+        let out = SharedOut::new(y);
+        self.split(m.div_ceil(16), |a, b| {
+            let (mut raw, mut dw) = (vec![0i32; nb], vec![0f32; nb]);
+            for r in a * 16..(b * 16).min(m) {
+                for t in 0..tokens {
+                    let v = row_value(r, t, &mut raw, &mut dw);
+                    // SAFETY: row r belongs to this task.
+                    unsafe { out.write(t * m + r, v) };
+                }
+            }
+        });
+    }
+
+    fn check_q8(
+        &self,
+        k: usize,
+        x_k: usize,
+        x_rows: usize,
+        m: usize,
+        y_len: usize,
+    ) -> Result<(), Error> {
+        if x_k != k {
             return Err(Error::SizeMismatch {
                 what: "activation row length (K)",
                 expected: k,
-                found: x.k(),
+                found: x_k,
             });
         }
-        if y_len != x.rows() * m {
+        if y_len != x_rows * m {
             return Err(Error::SizeMismatch {
                 what: "output length (tokens × M)",
-                expected: x.rows() * m,
+                expected: x_rows * m,
                 found: y_len,
             });
         }
@@ -1274,6 +1432,32 @@ impl Kernels {
         });
         Ok(())
     }
+}
+
+/// The float epilogue of a block-quantized row: `Σ_b (d_w[b] · d_x[b]) · raw[b]`, block b into
+/// partial sum b mod 8, then the partials pairwise (written so the compiler vectorizes it).
+fn block_epilogue(raw: &[i32], dw: &[f32], xd: &[f32]) -> f32 {
+    let mut part = [0f32; 8];
+    let full = raw.len() / 8 * 8;
+    for ((v8, d8), x8) in raw[..full]
+        .chunks_exact(8)
+        .zip(dw[..full].chunks_exact(8))
+        .zip(xd[..full].chunks_exact(8))
+    {
+        for (((p, &d), &xv), &v) in part.iter_mut().zip(d8).zip(x8).zip(v8) {
+            *p += (d * xv) * v as f32;
+        }
+    }
+    for (((p, &d), &xv), &v) in part
+        .iter_mut()
+        .zip(&dw[full..])
+        .zip(&xd[full..])
+        .zip(&raw[full..])
+    {
+        *p += (d * xv) * v as f32;
+    }
+    let p4 = [0, 1, 2, 3].map(|j| part[j] + part[j + 4]);
+    (p4[0] + p4[2]) + (p4[1] + p4[3])
 }
 
 /// One run of the TQ epilogue: `float32(float32(sum) / sa) * d`.

@@ -228,3 +228,31 @@ pub fn q8_0_row(row: &[u8], q: &[i8], out: &mut [i32], d_out: &mut [f32]) {
             .sum();
     }
 }
+
+/// Q6_K × Q8_K: for each 256-value block of one row (`out.len()` blocks of 210 bytes, ggml
+/// `block_q6_K`), the exact `Σ_j scale_j · Σ_{i in sub-block j} (code_i − 32) · q_i`, and the
+/// block's `d` as f32 in `d_out`. `bsums` (the activations' 16-value sums) is not needed here:
+/// the reference subtracts the 32 per value, the AVX2 kernel per sub-block.
+pub fn q6_k_row(row: &[u8], q: &[i8], _bsums: &[i16], out: &mut [i32], d_out: &mut [f32]) {
+    use crate::layout::q6_k::{code, BLOCK_BYTES, BLOCK_VALUES};
+    for (((block, a), o), d) in row
+        .chunks_exact(BLOCK_BYTES)
+        .zip(q.chunks_exact(BLOCK_VALUES))
+        .zip(out.iter_mut())
+        .zip(d_out.iter_mut())
+    {
+        *d = half::f16::from_le_bytes([block[208], block[209]]).to_f32();
+        *o = a
+            .chunks_exact(16)
+            .enumerate()
+            .map(|(j, sub)| {
+                let dot: i32 = sub
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &x)| (i32::from(code(block, j * 16 + i)) - 32) * i32::from(x))
+                    .sum();
+                i32::from(block[192 + j] as i8) * dot
+            })
+            .sum();
+    }
+}
