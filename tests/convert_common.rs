@@ -70,6 +70,7 @@ pub fn regguf(input: &Path, out: &Path, layout: LayoutKind, kernel_config: Optio
         output: out.to_path_buf(),
         layout,
         kernel_config,
+        embed_type: None,
         verify: false,
         quiet: true,
     };

@@ -50,6 +50,7 @@ fn output_equal_to_input_is_refused() {
         output: input.clone(),
         layout: LayoutKind::TQ2_0,
         kernel_config: None,
+        embed_type: None,
         verify: false,
         quiet: true,
     };

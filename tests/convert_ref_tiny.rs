@@ -222,3 +222,77 @@ fn q8_0_embedding_is_within_half_a_step_of_the_input() {
     let report = convert::hf_to_gguf(&opts).unwrap();
     assert_eq!(report.verify.unwrap().differences(), 0);
 }
+
+/// Q6_K embedding: within half a sub-block step of the input, `--verify` passes, and
+/// gguf-to-gguf re-quantizes an F32-embedding file to the same bytes and dequantizes back to
+/// the values the runtime and converter read.
+#[test]
+fn q6_k_embedding_quantizes_and_converts_between_files() {
+    use bitnet_gguf::gguf::{map_file, GgufFile};
+    use bitnet_gguf::hf::names::TensorRole;
+    let dir = tempfile::tempdir().unwrap();
+    let (q6, f32_embed) = (dir.path().join("q6.gguf"), dir.path().join("f32.gguf"));
+    official(PACKED, &q6, LayoutKind::I2_S, EmbedType::Q6_K);
+    official(PACKED, &f32_embed, LayoutKind::I2_S, EmbedType::F32);
+    let q = ModelSource::open(&q6, None).unwrap();
+    let p = ModelSource::open(std::path::Path::new(PACKED), None).unwrap();
+    let (dq, dp) = (
+        q.dense(TensorRole::Embedding).unwrap(),
+        p.dense(TensorRole::Embedding).unwrap(),
+    );
+    assert_eq!(dq.type_name(), "Q6_K");
+    assert_eq!(dq.bytes().len(), 512 * 210);
+    let (vq, vp) = (dq.to_f32(), dp.to_f32());
+    for (bq, bp) in vq.chunks(16).zip(vp.chunks(16)) {
+        // A sub-block's step is at most its amax/31 plus the int8 scale's rounding.
+        let amax = bp.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        for (x, y) in bq.iter().zip(bp) {
+            assert!(
+                (x - y).abs() <= amax / 31.0 * 0.5 + amax * 0.02,
+                "{x} vs {y}"
+            );
+        }
+    }
+    let mut opts = convert::HfToGguf::new(PACKED, dir.path().join("q6v.gguf"));
+    opts.embed_type = EmbedType::Q6_K;
+    opts.verify = true;
+    opts.quiet = true;
+    assert_eq!(
+        convert::hf_to_gguf(&opts)
+            .unwrap()
+            .verify
+            .unwrap()
+            .differences(),
+        0
+    );
+
+    let embedding_bytes = |path: &std::path::Path| {
+        let map = map_file(path).unwrap();
+        let file = GgufFile::parse(&map).unwrap();
+        let info = file.tensor("token_embd.weight").unwrap();
+        (info.ggml_type, file.tensor_data(info).unwrap().to_vec())
+    };
+    let requantized = dir.path().join("re.gguf");
+    let mut g = convert::GgufToGguf {
+        input: f32_embed.clone(),
+        output: requantized.clone(),
+        layout: LayoutKind::I2_S,
+        kernel_config: None,
+        embed_type: Some(EmbedType::Q6_K),
+        verify: true,
+        quiet: true,
+    };
+    convert::gguf_to_gguf(&g).unwrap();
+    assert_eq!(embedding_bytes(&requantized), embedding_bytes(&q6));
+    g.input = q6.clone();
+    g.output = dir.path().join("back.gguf");
+    g.embed_type = Some(EmbedType::F32);
+    convert::gguf_to_gguf(&g).unwrap();
+    let (ty, back) = embedding_bytes(&g.output);
+    assert_eq!(ty, bitnet_gguf::gguf::GgmlType::F32);
+    let back: Vec<f32> = back
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    assert_eq!(back, vq);
+}

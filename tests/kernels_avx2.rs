@@ -154,6 +154,42 @@ proptest! {
         prop_assert_eq!(ys.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), ya.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
     }
 
+    /// Q6_K: random weight bytes (every code, any int8 scale including −128, finite f16 d)
+    /// against Q8_K-quantized activations: per-block sums equal the exact
+    /// `Σ_j scale_j · Σ (code − 32)·q` on both ISAs, and the f32 outputs are bit-identical.
+    #[test]
+    fn q6_k_avx2_equals_scalar_and_exact(m in 1usize..5, nb in 1usize..4, ntok in 1usize..3, bytes in proptest::collection::vec(any::<u8>(), 4 * 3 * 210), seed: u64, extreme: bool) {
+        let Some((s, a)) = pair() else { return Ok(()) };
+        let k = nb * 256;
+        let t = ternary(seed, ntok * k);
+        let x: Vec<f32> = t.iter().enumerate().map(|(i, &v)| if extreme { f32::from(v) * -1e3 } else { f32::from(v) * (0.3 + (i % 11) as f32 * 0.2) }).collect();
+        let mut q = Q8KRows::new();
+        q.quantize(&x, k).unwrap();
+        let mut wb = bytes[..m * nb * 210].to_vec();
+        for blk in wb.chunks_exact_mut(210) { blk[209] &= 0x3b; }
+        let w = Q6_KWeights::new(&wb, Shape::new(m, k)).unwrap();
+        let (mut ds, mut da) = (vec![0; ntok * m * nb], vec![0; ntok * m * nb]);
+        s.q6_k_dot(&w, &q, &mut ds).unwrap();
+        a.q6_k_dot(&w, &q, &mut da).unwrap();
+        prop_assert_eq!(&ds, &da);
+        for tt in 0..ntok {
+            for r in 0..m {
+                for b in 0..nb {
+                    let block = &wb[(r * nb + b) * 210..(r * nb + b + 1) * 210];
+                    let exact: i32 = (0..256).map(|i| {
+                        let code = i32::from(bitnet_gguf::layout::q6_k::code(block, i)) - 32;
+                        i32::from(block[192 + i / 16] as i8) * code * i32::from(q.values()[tt * k + b * 256 + i])
+                    }).sum();
+                    prop_assert_eq!(ds[(tt * m + r) * nb + b], exact);
+                }
+            }
+        }
+        let (mut ys, mut ya) = (vec![0f32; ntok * m], vec![0f32; ntok * m]);
+        s.q6_k(&w, &q, &mut ys).unwrap();
+        a.q6_k(&w, &q, &mut ya).unwrap();
+        prop_assert_eq!(ys.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), ya.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+    }
+
     /// F16/F32: AVX2 sums in 16 lanes, scalar in order; both are within 1e-5 relative to Σ|w·x|.
     #[test]
     fn dense_avx2_close_to_scalar(m in 1usize..11, k in 1usize..300, seed: u64) {
@@ -238,4 +274,33 @@ fn q8_0_rejects_bad_input_and_quantizes_like_ggml() {
     let kern = Kernels::new(1, None).unwrap();
     let mut y = [1.0f32; 2];
     assert!(kern.q8_0(&w, &q, &mut y).is_err());
+}
+
+/// Q6_K views and the Q8_K activation quantizer refuse what they cannot handle; the quantizer
+/// follows ggml's `quantize_row_q8_K_ref` (signed max → −127, ties to even, 16-value sums).
+#[test]
+fn q6_k_rejects_bad_input_and_q8_k_quantizes_like_ggml() {
+    assert!(Q6_KWeights::new(&[0u8; 210], Shape::new(1, 128)).is_err());
+    assert!(Q6_KWeights::new(&[0u8; 209], Shape::new(1, 256)).is_err());
+    assert!(Q6_KWeights::new(&[0u8; 420], Shape::new(2, 256)).is_ok());
+    let mut q = Q8KRows::new();
+    assert!(q.quantize(&[1.0; 128], 128).is_err());
+    assert!(q.quantize(&[1.0; 300], 256).is_err());
+    let mut x = vec![0.0f32; 512];
+    for (i, v) in x[..256].iter_mut().enumerate() {
+        *v = (i as f32 - 100.0) * 0.5; // largest magnitude: +77.5 at i = 255
+    }
+    q.quantize(&x, 256).unwrap();
+    assert_eq!(q.rows(), 2);
+    let iscale = -127.0f32 / 77.5;
+    assert_eq!(q.scales()[0], 1.0 / iscale);
+    assert_eq!(q.values()[255], -127);
+    assert_eq!(q.values()[0], (iscale * -50.0).round_ties_even() as i8);
+    // An all-zero block: d = 0, codes 0.
+    assert_eq!(q.scales()[1], 0.0);
+    assert!(q.values()[256..].iter().all(|&v| v == 0));
+    let w = Q6_KWeights::new(&[0u8; 420], Shape::new(2, 256)).unwrap();
+    let kern = Kernels::new(1, None).unwrap();
+    let mut y = [1.0f32; 3];
+    assert!(kern.q6_k(&w, &q, &mut y).is_err());
 }

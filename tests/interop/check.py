@@ -3,6 +3,8 @@
 
   check.py compare FILE OURS.json   gguf-py's view of FILE must equal `bitnet-inspect --json --full FILE`
   check.py write OUT.gguf           write a file with gguf-py's GGUFWriter (standard types)
+  check.py dequant Q.gguf F32.gguf  gguf-py's dequantization of Q's quantized token_embd must
+                                    equal, bit for bit, the F32 token_embd we dequantized into F32
 
 Exits non-zero on any mismatch.
 """
@@ -98,7 +100,30 @@ def write(out):
     return 0
 
 
+def dequant(quantized, dequantized):
+    def embedding(path):
+        r = GGUFReader(path)
+        return next(t for t in r.tensors if t.name == "token_embd.weight")
+    q, f = embedding(quantized), embedding(dequantized)
+    if f.tensor_type != GGMLQuantizationType.F32:
+        print(f"FAIL: {dequantized}: token_embd is {f.tensor_type.name}, not F32", file=sys.stderr)
+        return 1
+    theirs = gguf.quants.dequantize(np.array(q.data), q.tensor_type).astype(np.float32).reshape(-1)
+    ours = np.array(f.data, dtype=np.float32).reshape(-1)
+    differ = np.flatnonzero(theirs.view(np.uint32) != ours.view(np.uint32))
+    if len(theirs) != len(ours) or len(differ):
+        first = int(differ[0]) if len(differ) else -1
+        print(f"FAIL: {quantized}: {q.tensor_type.name} dequantization differs from ours at "
+              f"{len(differ)} of {len(theirs)} values (first {first})", file=sys.stderr)
+        return 1
+    print(f"ok: {quantized}: gguf-py dequantizes our {q.tensor_type.name} token_embd "
+          f"({len(ours)} values) exactly as we do")
+    return 0
+
+
 if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "dequant":
+        sys.exit(dequant(sys.argv[2], sys.argv[3]))
     if len(sys.argv) == 4 and sys.argv[1] == "compare":
         sys.exit(compare(sys.argv[2], sys.argv[3]))
     if len(sys.argv) == 3 and sys.argv[1] == "write":
