@@ -1,5 +1,6 @@
 //! Kernel benchmarks on the BitNet b1.58 2B-4T shapes: GEMV (1 token) and GEMM (128 tokens) for
-//! I2_S, TL1, TL2 and TQ2_0, plus the F16 lm_head GEMV (128256 × 2560), at 1 and 2 threads.
+//! I2_S, TL1, TL2 and TQ2_0, plus the lm_head GEMV (128256 × 2560) in F16, Q8_0 and Q6_K, at 1
+//! and 2 threads.
 //! Prints weight GB/s (weight bytes / time; a GEMM reads the weights once per call) and integer
 //! ops/s (2·M·K·tokens / time), median of the repetitions after one warm-up.
 //!
@@ -189,22 +190,61 @@ fn main() {
     }
 }
 
-/// The F16 lm_head GEMV (656 MB: DRAM-bound).
+/// The lm_head GEMV (128256 × 2560) in the three head types: F16 (656 MB, DRAM-bound), Q8_0
+/// (349 MB) and Q6_K (269 MB), each with the activation handling the model uses (f16 rounding,
+/// Q8_0 or Q8_K quantization, timed too).
 fn lm_head(threads: usize, reps: usize) {
     let kern = Kernels::new(threads, None).expect("kernels");
     let (m, k) = (128256usize, 2560usize);
-    let f16 = random_bytes(m * k * 2, 6)
-        .chunks_exact(2)
-        .flat_map(|c| half::f16::from_f32((c[0] as f32 - 128.0) / 256.0).to_le_bytes())
-        .collect::<Vec<_>>();
-    let w = F16Weights::new(&f16, Shape::new(m, k)).expect("f16");
-    let x: Vec<f32> = (0..k).map(|i| (i % 17) as f32 * 0.1).collect();
+    let shape = Shape::new(m, k);
+    let x: Vec<f32> = (0..k).map(|i| (i % 17) as f32 * 0.1 - 0.8).collect();
     let mut y = vec![0f32; m];
-    let secs = median_secs(reps, || kern.f16(&w, &x, &mut y).expect("f16"));
-    println!(
-        "| F16 lm_head | {m}×{k} | 1 | {threads} | {:.3} | {:.2} | {:.1} (flop) |",
-        secs * 1e3,
-        (m * k * 2) as f64 / secs / 1e9,
-        2.0 * (m * k) as f64 / secs / 1e9
-    );
+    let report = |name: &str, bytes: usize, secs: f64| {
+        println!(
+            "| {name} lm_head | {m}×{k} | 1 | {threads} | {:.3} | {:.2} | {:.1} (mul-add) |",
+            secs * 1e3,
+            bytes as f64 / secs / 1e9,
+            2.0 * (m * k) as f64 / secs / 1e9
+        );
+    };
+    {
+        let f16 = random_bytes(m * k * 2, 6)
+            .chunks_exact(2)
+            .flat_map(|c| half::f16::from_f32((c[0] as f32 - 128.0) / 256.0).to_le_bytes())
+            .collect::<Vec<_>>();
+        let w = F16Weights::new(&f16, shape).expect("f16");
+        let secs = median_secs(reps, || kern.f16(&w, &x, &mut y).expect("f16"));
+        report("F16", f16.len(), secs);
+    }
+    // Random block bytes with a small finite f16 `d` (its high byte masked) in every block.
+    let blocks = |block_bytes: usize, d_at: usize, seed: u64| {
+        let mut b = random_bytes(
+            m * k / if block_bytes == 34 { 32 } else { 256 } * block_bytes,
+            seed,
+        );
+        for blk in b.chunks_exact_mut(block_bytes) {
+            blk[d_at + 1] &= 0x1b;
+        }
+        b
+    };
+    {
+        let q8 = blocks(34, 0, 7);
+        let w = Q8_0Weights::new(&q8, shape).expect("q8_0");
+        let mut xq = Q8Rows::new();
+        let secs = median_secs(reps, || {
+            xq.quantize(&x, k).expect("q8");
+            kern.q8_0(&w, &xq, &mut y).expect("q8_0")
+        });
+        report("Q8_0", q8.len(), secs);
+    }
+    {
+        let q6 = blocks(210, 208, 8);
+        let w = Q6_KWeights::new(&q6, shape).expect("q6_k");
+        let mut xq = Q8KRows::new();
+        let secs = median_secs(reps, || {
+            xq.quantize(&x, k).expect("q8_k");
+            kern.q6_k(&w, &xq, &mut y).expect("q6_k")
+        });
+        report("Q6_K", q6.len(), secs);
+    }
 }
