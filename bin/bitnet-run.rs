@@ -8,7 +8,7 @@ use bitnet_gguf::runtime::kernels::{Isa, Kernels};
 use bitnet_gguf::runtime::parity::{self, ParityOptions, ParityReport};
 use bitnet_gguf::runtime::sampling::SamplingParams;
 use bitnet_gguf::runtime::tokenizer::StreamDecoder;
-use bitnet_gguf::runtime::{bench, generate, perplexity, synth, tokenizer_from_gguf};
+use bitnet_gguf::runtime::{bench, generate, perplexity, tokenizer_from_gguf};
 use bitnet_gguf::runtime::{KvPrecision, LoadOptions, Logits, Model, Session};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::io::Write;
@@ -157,13 +157,6 @@ enum Command {
         json: bool,
         #[command(flatten)]
         common: Common,
-    },
-    /// Write a synthetic BitNet-b1.58-2B-4T-shaped I2_S GGUF (random weights), for `bench`.
-    #[command(hide = true)]
-    Synth {
-        output: PathBuf,
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
     },
 }
 
@@ -447,11 +440,6 @@ fn run(cli: Cli) -> Result<u8> {
             }
             Ok(0)
         }),
-        Command::Synth { output, seed } => {
-            synth::write_synthetic_model(&output, &synth::SynthSpec::BITNET_2B_4T, seed)?;
-            eprintln!("bitnet-run: wrote {}", output.display());
-            Ok(0)
-        }
     }
 }
 

@@ -11,7 +11,6 @@ pub mod ops;
 pub mod parity;
 pub mod perplexity;
 pub mod sampling;
-pub mod synth;
 pub mod tokenizer;
 
 pub use error::Error;
