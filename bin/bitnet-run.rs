@@ -2,13 +2,17 @@
 //! perplexity, bench).
 
 use anyhow::{bail, Context, Result};
-use bitnet_gguf::gguf::{keys, map_file, GgufFile};
+use bitnet_gguf::gguf::{map_file, GgufFile};
 use bitnet_gguf::layout::kernel_config::KernelConfig;
 use bitnet_gguf::runtime::kernels::{Isa, Kernels};
-use bitnet_gguf::runtime::parity::{self, ParityOptions, ParityReport};
+use bitnet_gguf::runtime::parity::{self, ParityOptions};
+use bitnet_gguf::runtime::prompt::{encode_user_prompt, evaluation_ids};
+use bitnet_gguf::runtime::prompt::{GenerationBudget, PromptFormat, TokenInput};
+use bitnet_gguf::runtime::report::{bench_table, generation_summary, model_summary};
+use bitnet_gguf::runtime::report::{parity_shortfall, parity_table, perplexity_summary};
 use bitnet_gguf::runtime::sampling::SamplingParams;
 use bitnet_gguf::runtime::tokenizer::StreamDecoder;
-use bitnet_gguf::runtime::{bench, generate, perplexity, synth, tokenizer_from_gguf};
+use bitnet_gguf::runtime::{bench, generate, perplexity, tokenizer_from_gguf};
 use bitnet_gguf::runtime::{KvPrecision, LoadOptions, Logits, Model, Session};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::io::Write;
@@ -158,13 +162,6 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
-    /// Write a synthetic BitNet-b1.58-2B-4T-shaped I2_S GGUF (random weights), for `bench`.
-    #[command(hide = true)]
-    Synth {
-        output: PathBuf,
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-    },
 }
 
 /// Exit codes: 0 success, 1 error, 3 parity below thresholds.
@@ -203,29 +200,8 @@ fn load_options(common: &Common) -> Result<LoadOptions> {
 }
 
 fn report_model(model: &Model<'_>, path: &Path, kernels: &Kernels) {
-    let hp = &model.hparams;
-    eprintln!(
-        "bitnet-run: {}: {} layers, d {}, ffn {}, heads {}/{}, vocab {}, rope theta {}, eps {:e}; projections {}; lm_head {} ({}); kernels {} x{}",
-        path.display(),
-        hp.block_count,
-        hp.embedding_length,
-        hp.feed_forward_length,
-        hp.head_count,
-        hp.head_count_kv,
-        hp.vocab_size,
-        hp.rope_theta,
-        hp.rms_eps,
-        model.projection_types(),
-        model.output.ggml_type().name(),
-        if model.tied_output { "tied to token_embd" } else { "output.weight" },
-        kernels.isa().name(),
-        kernels.threads(),
-    );
-    if let Some(t) = &model.tiling_source {
-        eprintln!("bitnet-run: TL tiling: {t}");
-    }
-    for w in &model.warnings {
-        eprintln!("bitnet-run: warning: {w}");
+    for line in model_summary(model, path, kernels) {
+        eprintln!("bitnet-run: {line}");
     }
 }
 
@@ -259,20 +235,11 @@ fn run(cli: Cli) -> Result<u8> {
         } => {
             with_model(&model, &common, |file, m, kernels| {
                 let tok = tokenizer_from_gguf(file)?;
-                let text = if chat {
-                    generate::chat_prompt(file.get_str(keys::CHAT_TEMPLATE)?, &prompt)
-                } else {
-                    prompt
-                };
-                let ids = tok.encode_prompt(&text, chat);
-                if ids.is_empty() {
-                    bail!("the prompt encodes to no tokens");
-                }
-                let capacity =
-                    (ids.len() + n_predict).min(m.hparams.context_length.max(ids.len() + 1));
+                let format = PromptFormat::from_file(file, chat)?;
+                let ids = encode_user_prompt(&tok, &prompt, format)?;
+                let budget = GenerationBudget::new(ids.len(), n_predict, m.hparams.context_length);
                 let mut session =
-                    Session::with_kv_precision(m, kernels, capacity, common.kv_precision());
-                let n_new = n_predict.min(capacity - ids.len());
+                    Session::with_kv_precision(m, kernels, budget.capacity, common.kv_precision());
                 let mut decoder = StreamDecoder::new(true);
                 let mut out = std::io::stdout().lock();
                 let params = SamplingParams {
@@ -284,7 +251,7 @@ fn run(cli: Cli) -> Result<u8> {
                 let stats = generate::generate(
                     &mut session,
                     &ids,
-                    n_new,
+                    budget.new_tokens,
                     params,
                     |id| tok.is_end_of_generation(id),
                     |id| {
@@ -297,16 +264,7 @@ fn run(cli: Cli) -> Result<u8> {
                     },
                 )?;
                 let _ = writeln!(out, "{}", decoder.finish());
-                eprintln!(
-                    "bitnet-run: prompt {} tokens in {:.2} s ({:.2} tokens/s); generated {} tokens in {:.2} s ({:.2} tokens/s){}",
-                    stats.prompt_tokens,
-                    stats.prompt_time.as_secs_f64(),
-                    stats.prompt_tokens_per_second(),
-                    stats.generated_tokens,
-                    stats.generation_time.as_secs_f64(),
-                    stats.generation_tokens_per_second(),
-                    if stats.stopped_at_end { ", stopped at end of generation" } else { "" },
-                );
+                eprintln!("bitnet-run: {}", generation_summary(&stats));
                 Ok(0)
             })
         }
@@ -317,21 +275,12 @@ fn run(cli: Cli) -> Result<u8> {
             output,
             common,
         } => with_model(&model, &common, |file, m, kernels| {
-            let ids: Vec<u32> = match (tokens, text) {
-                (Some(list), _) => list
-                    .split(',')
-                    .map(|s| {
-                        s.trim()
-                            .parse::<u32>()
-                            .with_context(|| format!("token id {s:?}"))
-                    })
-                    .collect::<Result<_>>()?,
-                (None, Some(text)) => tokenizer_from_gguf(file)?.encode_prompt(&text, false),
+            let input = match (&tokens, &text) {
+                (Some(list), _) => TokenInput::Ids(list),
+                (None, Some(text)) => TokenInput::Text(text),
                 (None, None) => bail!("give --tokens or --text"),
             };
-            if ids.is_empty() {
-                bail!("no tokens to evaluate");
-            }
+            let ids = evaluation_ids(file, input)?;
             let mut session =
                 Session::with_kv_precision(m, kernels, ids.len(), common.kv_precision());
             let logits = session.forward(&ids, Logits::All)?;
@@ -377,15 +326,14 @@ fn run(cli: Cli) -> Result<u8> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
-                print_parity(&report);
+                println!("{}", parity_table(&report));
             }
             if report.passes(min_top1, max_mean_abs) {
                 Ok(0)
             } else {
                 eprintln!(
-                    "bitnet-run: parity below thresholds: top-1 {:.4} (min {min_top1}), mean |Δ| {:.5} (max {max_mean_abs})",
-                    report.overall.top1_rate(),
-                    report.overall.mean_abs_diff
+                    "bitnet-run: {}",
+                    parity_shortfall(&report, min_top1, max_mean_abs)
                 );
                 Ok(EXIT_PARITY_FAILED)
             }
@@ -403,10 +351,7 @@ fn run(cli: Cli) -> Result<u8> {
             let mut session = Session::with_kv_precision(m, kernels, ctx, common.kv_precision());
             let bos = if tok.add_bos() { tok.bos_id() } else { None };
             let r = perplexity::perplexity(&mut session, &ids, ctx, bos)?;
-            println!(
-                "perplexity {:.4} (mean NLL {:.5} nats over {} tokens, {} chunks of {})",
-                r.perplexity, r.mean_nll, r.scored_tokens, r.chunks, r.ctx
-            );
+            println!("{}", perplexity_summary(&r));
             Ok(0)
         }),
         Command::Bench {
@@ -427,64 +372,9 @@ fn run(cli: Cli) -> Result<u8> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {
-                println!("| test | threads | isa | t/s median | mean ± sd | min .. max |");
-                println!("| --- | --- | --- | --- | --- | --- |");
-                for (name, t) in [("pp", &r.prompt), ("tg", &r.generation)] {
-                    if let Some(t) = t {
-                        println!(
-                            "| {name}{} | {} | {} | {:.2} | {:.2} ± {:.2} | {:.2} .. {:.2} |",
-                            t.tokens,
-                            kernels.threads(),
-                            kernels.isa().name(),
-                            t.median,
-                            t.mean,
-                            t.stddev,
-                            t.min,
-                            t.max
-                        );
-                    }
-                }
+                println!("{}", bench_table(&r, kernels));
             }
             Ok(0)
         }),
-        Command::Synth { output, seed } => {
-            synth::write_synthetic_model(&output, &synth::SynthSpec::BITNET_2B_4T, seed)?;
-            eprintln!("bitnet-run: wrote {}", output.display());
-            Ok(0)
-        }
     }
-}
-
-fn print_parity(r: &ParityReport) {
-    println!("model:   {}", r.model.display());
-    println!("against: {} (kernels {})", r.against, r.isa);
-    println!("| sequence | tokens | top-1 | greedy | max |Δ| | mean |Δ| | KL |");
-    println!("| --- | --- | --- | --- | --- | --- | --- |");
-    for s in &r.sequences {
-        let a = &s.agreement;
-        println!(
-            "| {} | {} | {}/{} | {}/{} | {:.4} | {:.5} | {:.2e} |",
-            s.name,
-            s.tokens,
-            a.top1_agree,
-            a.positions,
-            a.greedy_match,
-            a.greedy_total,
-            a.max_abs_diff,
-            a.mean_abs_diff,
-            a.mean_kl
-        );
-    }
-    let a = &r.overall;
-    println!(
-        "| overall | | {}/{} ({:.2} %) | {}/{} | {:.4} | {:.5} | {:.2e} |",
-        a.top1_agree,
-        a.positions,
-        100.0 * a.top1_rate(),
-        a.greedy_match,
-        a.greedy_total,
-        a.max_abs_diff,
-        a.mean_abs_diff,
-        a.mean_kl
-    );
 }

@@ -2,22 +2,36 @@
 
 use super::run_common::*;
 use assert_cmd::Command;
+use bitnet_gguf::convert::{self, HfToGguf};
+use bitnet_gguf::hf::synth::{SynthOptions, SynthPreset};
+use bitnet_gguf::hf::CheckpointFormat;
 use bitnet_gguf::runtime::parity::read_f32_tensors;
-use bitnet_gguf::runtime::synth::{write_synthetic_model, SynthSpec};
+use std::path::{Path, PathBuf};
 
 fn bitnet_run() -> Command {
     Command::cargo_bin("bitnet-run").unwrap()
 }
 
-const TINY: SynthSpec = SynthSpec {
-    vocab: 300,
-    embedding: 256,
-    layers: 2,
-    ffn: 512,
-    heads: 4,
-    kv_heads: 2,
-    context: 128,
-};
+/// A synthetic tiny-preset checkpoint (random weights, synthetic byte-level BPE tokenizer)
+/// converted to an I2_S GGUF with an F16 embedding in `dir`, as `bitnet-convert synth` then
+/// `bitnet-convert hf-to-gguf` would write it.
+fn synthetic_tiny_gguf(dir: &Path, seed: u64) -> PathBuf {
+    let checkpoint = dir.join("checkpoint");
+    convert::synth(
+        &checkpoint,
+        &SynthOptions {
+            preset: SynthPreset::Tiny,
+            format: CheckpointFormat::Packed,
+            seed,
+        },
+    )
+    .unwrap();
+    let model = dir.join("tiny.gguf");
+    let mut opts = HfToGguf::new(&checkpoint, &model);
+    opts.quiet = true;
+    convert::hf_to_gguf(&opts).unwrap();
+    model
+}
 
 #[test]
 fn parity_command_passes_and_fails_on_thresholds() {
@@ -195,8 +209,7 @@ fn generate_streams_text_and_chat_stops_at_end_of_turn() {
 #[test]
 fn synthetic_model_runs_every_command() {
     let dir = tempfile::tempdir().unwrap();
-    let model = dir.path().join("tiny.gguf");
-    write_synthetic_model(&model, &TINY, 5).unwrap();
+    let model = synthetic_tiny_gguf(dir.path(), 5);
     let text = dir.path().join("t.txt");
     std::fs::write(&text, "abcdefgh ".repeat(20)).unwrap();
     bitnet_run()
@@ -235,6 +248,30 @@ fn synthetic_model_runs_every_command() {
     );
     let r: serde_json::Value = serde_json::from_slice(&same.stdout).unwrap();
     assert_eq!(r["overall"]["mean_abs_diff"], 0.0);
+    // The converter carries the synthetic tokenizer into the GGUF, so text works too.
+    let logits = dir.path().join("l.safetensors");
+    bitnet_run()
+        .arg("logits")
+        .arg(&model)
+        .args(["--text", "abcdefgh"])
+        .arg("-o")
+        .arg(&logits)
+        .assert()
+        .success();
+    let t = read_f32_tensors(&logits).unwrap();
+    assert_eq!(t[0].1[1], 512);
+    for chat in [false, true] {
+        let out = bitnet_run()
+            .arg("generate")
+            .arg(&model)
+            .args(["-p", "abc", "-n", "4"])
+            .args(chat.then_some("--chat"))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        assert!(stderr.contains("tokens/s"), "{stderr}");
+    }
 }
 
 #[test]

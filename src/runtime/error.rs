@@ -78,6 +78,14 @@ pub enum Error {
         /// Vocabulary size.
         vocab: usize,
     },
+    /// An item of a token id list is not a `u32`.
+    #[error("token id {text:?}")]
+    BadTokenId {
+        /// The item as given.
+        text: String,
+        /// Why it does not parse.
+        source: std::num::ParseIntError,
+    },
     /// The KV cache cannot hold more positions.
     #[error("context full: {needed} positions needed, the context holds {capacity}")]
     ContextFull {

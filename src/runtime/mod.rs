@@ -1,5 +1,6 @@
 //! CPU runtime: model loading, the forward pass, generation, parity checks, perplexity and
-//! benchmarks, over the table-lookup and ternary kernels.
+//! benchmarks, over the table-lookup and ternary kernels; prompts to token ids and results to
+//! text for `bitnet-run`.
 
 pub mod bench;
 pub mod error;
@@ -10,8 +11,9 @@ pub mod model;
 pub mod ops;
 pub mod parity;
 pub mod perplexity;
+pub mod prompt;
+pub mod report;
 pub mod sampling;
-pub mod synth;
 pub mod tokenizer;
 
 pub use error::Error;
