@@ -420,6 +420,25 @@ impl<'a> Tq1_0Weights<'a> {
     }
 }
 
+/// The first `M*K/block*bytes` of `bytes` as a matrix of ggml block type `quant` (whole blocks
+/// per row, enough bytes), or the rule it breaks.
+fn block_matrix<'a>(
+    quant: &crate::layout::BlockQuant,
+    bytes: &'a [u8],
+    shape: Shape,
+) -> Result<&'a [u8], Error> {
+    let n = quant.byte_len(shape).map_err(|_| Error::IllegalShape {
+        layout: quant.name(),
+        shape,
+        rule: format!(
+            "K must be a positive multiple of {} and the size must fit in memory",
+            quant.block_values()
+        ),
+    })?;
+    need_bytes(quant.name(), shape, bytes, n)?;
+    Ok(&bytes[..n])
+}
+
 /// A Q8_0 matrix (ggml `block_q8_0`: f16 `d` then `qs[32]` per 32 values, 34 bytes), e.g. a
 /// quantized token embedding used as the lm_head.
 #[derive(Debug, Clone, Copy)]
@@ -431,19 +450,8 @@ pub struct Q8_0Weights<'a> {
 impl<'a> Q8_0Weights<'a> {
     /// Views `bytes` (at least `M*K/32*34`) as Q8_0; K must be a multiple of 32.
     pub fn new(bytes: &'a [u8], shape: Shape) -> Result<Self, Error> {
-        const L: &str = "Q8_0";
-        rule(
-            L,
-            shape,
-            shape.cols % 32 == 0 && shape.cols > 0,
-            "K must be a positive multiple of 32",
-        )?;
-        let n = checked_len(L, shape, 34, 32)?;
-        need_bytes(L, shape, bytes, n)?;
-        Ok(Self {
-            bytes: &bytes[..n],
-            shape,
-        })
+        let bytes = block_matrix(&crate::layout::block_quant::Q8_0, bytes, shape)?;
+        Ok(Self { bytes, shape })
     }
 
     /// Logical shape.
@@ -524,19 +532,8 @@ pub struct Q6_KWeights<'a> {
 impl<'a> Q6_KWeights<'a> {
     /// Views `bytes` (at least `M*K/256*210`) as Q6_K; K must be a multiple of 256.
     pub fn new(bytes: &'a [u8], shape: Shape) -> Result<Self, Error> {
-        const L: &str = "Q6_K";
-        rule(
-            L,
-            shape,
-            shape.cols % 256 == 0 && shape.cols > 0,
-            "K must be a positive multiple of 256",
-        )?;
-        let n = checked_len(L, shape, 210, 256)?;
-        need_bytes(L, shape, bytes, n)?;
-        Ok(Self {
-            bytes: &bytes[..n],
-            shape,
-        })
+        let bytes = block_matrix(&crate::layout::block_quant::Q6_K, bytes, shape)?;
+        Ok(Self { bytes, shape })
     }
 
     /// Logical shape.
