@@ -2,6 +2,8 @@
 //!
 //! Invariant: the target path either keeps its old content or gets the complete new content;
 //! a run that fails or panics before [`AtomicFile::commit`] leaves no partial file behind.
+//! A killed process cannot clean up its temporary file; the next write to the same target
+//! removes the temporaries of writers that no longer run (see [`remove_stale_temps`]).
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
@@ -57,7 +59,8 @@ impl AtomicFile {
 }
 
 /// Runs `make` on `.<name>.tmp-<pid>-<n>` beside `target` for n = 0, 1, ... until it does not
-/// fail with `AlreadyExists` (so concurrent writers never share a temporary name).
+/// fail with `AlreadyExists` (so concurrent writers never share a temporary name), after
+/// removing what killed writers of the same target left there.
 fn create_unique_beside<T>(
     target: &Path,
     make: impl Fn(&Path) -> io::Result<T>,
@@ -71,6 +74,7 @@ fn create_unique_beside<T>(
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "target has no file name"))?
         .to_string_lossy()
         .into_owned();
+    remove_stale_temps(&dir, &name);
     for attempt in 0..1000u32 {
         let temp = dir.join(format!(".{name}.tmp-{}-{attempt}", std::process::id()));
         match make(&temp) {
@@ -83,6 +87,41 @@ fn create_unique_beside<T>(
         io::ErrorKind::AlreadyExists,
         "could not create a unique temporary name",
     ))
+}
+
+/// Best effort: removes `.<name>.tmp-<pid>-<n>` files and directories in `dir` whose writer
+/// `pid` is not a running process (Linux: no `/proc/<pid>`). Without `/proc` nothing is
+/// removed, and a live writer's temporary (including one whose pid was reused) is kept.
+fn remove_stale_temps(dir: &Path, name: &str) {
+    let proc_fs = Path::new("/proc/self");
+    if !proc_fs.exists() {
+        return;
+    }
+    let prefix = format!(".{name}.tmp-");
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let file_name = entry.file_name();
+        let Some(rest) = file_name.to_str().and_then(|n| n.strip_prefix(&prefix)) else {
+            continue;
+        };
+        let Some((pid, attempt)) = rest.split_once('-') else {
+            continue;
+        };
+        let all_digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        if !all_digits(pid) || !all_digits(attempt) || pid == std::process::id().to_string() {
+            continue;
+        }
+        if Path::new("/proc").join(pid).exists() {
+            continue;
+        }
+        let path = entry.path();
+        let _ = match entry.file_type() {
+            Ok(t) if t.is_dir() => fs::remove_dir_all(&path),
+            _ => fs::remove_file(&path),
+        };
+    }
 }
 
 /// Best effort: make a rename into `target`'s directory durable.
@@ -248,6 +287,33 @@ mod tests {
         drop(g);
         assert!(!temp.exists());
         assert_eq!(fs::read(&target).unwrap(), b"abc");
+    }
+
+    #[test]
+    fn stale_temporaries_of_dead_writers_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("out.gguf");
+        // pid 0 is never a process's own; /proc/0 does not exist: a dead writer.
+        let dead_file = dir.path().join(".out.gguf.tmp-0-0");
+        let dead_dir = dir.path().join(".out.gguf.tmp-0-1");
+        let live = dir
+            .path()
+            .join(format!(".out.gguf.tmp-{}-7", std::process::id()));
+        let other_target = dir.path().join(".other.gguf.tmp-0-0");
+        let not_ours = dir.path().join(".out.gguf.tmp-x-0");
+        for f in [&dead_file, &live, &other_target, &not_ours] {
+            fs::write(f, b"partial").unwrap();
+        }
+        fs::create_dir(&dead_dir).unwrap();
+        fs::write(dead_dir.join("model.safetensors"), b"partial").unwrap();
+        let mut f = AtomicFile::create(&target).unwrap();
+        f.write_all(b"new").unwrap();
+        f.commit().unwrap();
+        if Path::new("/proc/self").exists() {
+            assert!(!dead_file.exists() && !dead_dir.exists());
+        }
+        assert!(live.exists() && other_target.exists() && not_ours.exists());
+        assert_eq!(fs::read(&target).unwrap(), b"new");
     }
 
     #[test]

@@ -138,4 +138,28 @@ fn sigkill_midway_leaves_no_output_and_the_input_untouched() {
     );
     assert!(!out.exists(), "a partial output file exists");
     assert_eq!(hash(&ckpt.join("model.safetensors")), before);
+    // The killed writer's temporary file is still there; the next conversion to the same
+    // target removes it (its process is gone) and leaves only the finished file.
+    let temps = |dir: &std::path::Path| -> Vec<String> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(".model.gguf.tmp-"))
+            .collect()
+    };
+    assert_eq!(temps(&out_dir).len(), 1, "{:?}", temps(&out_dir));
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_bitnet-convert"))
+        .args([
+            "hf-to-gguf",
+            ckpt.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ])
+        .args(["--no-tokenizer", "--quiet"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(out.exists());
+    assert_eq!(temps(&out_dir), Vec::<String>::new());
 }
