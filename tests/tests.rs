@@ -3,6 +3,7 @@
 // Helpers for the layout tests (fixture hashing, generators).
 mod layout_common;
 // Every ref-tiny tensor through every layout and back to HF packed.
+mod layout_blockq;
 mod layout_cross;
 // Layout codecs against upstream vectors.
 mod layout_i2s;

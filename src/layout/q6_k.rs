@@ -11,9 +11,10 @@
 //! The quantizer is ggml's `quantize_row_q6_K_ref` (no importance matrix), operation for
 //! operation in f32: each sub-block's scale is chosen by `make_qx_quants(16, 32, x, rmse_type 1)`
 //! (19 trial scales, weights x²), the 16 scales are quantized to int8 against the largest, and
-//! the codes are recomputed against the stored scales. A C build that contracts `a*b + c` into
-//! an FMA can differ in the last bit of a trial sum and so, rarely, in a code; the byte layout
-//! and the dequantized values never differ.
+//! the codes are recomputed against the stored scales. `tests/layout_blockq.rs` checks the bytes
+//! against ggml's own output. A C build that contracts `a*b + c` into an FMA could differ in the
+//! last bit of a trial sum and so, rarely, in a code; the byte layout and the dequantized values
+//! never differ.
 
 /// Values per block.
 pub const BLOCK_VALUES: usize = 256;

@@ -619,6 +619,11 @@ impl Q8KRows {
     pub fn scales(&self) -> &[f32] {
         &self.scales
     }
+
+    /// The sums of every 16 quantized values, `[t * K/16 + j]`.
+    pub fn bsums(&self) -> &[i16] {
+        &self.bsums
+    }
 }
 
 /// A dense F16 matrix (little-endian, row-major, `M*K*2` bytes).
