@@ -991,7 +991,7 @@ impl Kernels {
     }
 
     /// The TL1/TL2 driver. Per group of [`TL_TOKEN_GROUP`] tokens it builds each token's LUT
-    /// once (into the shared scratch, so decode allocates nothing), then the pool takes whole
+    /// once (into the LUT scratch kept across calls), then the pool takes whole
     /// tiles and runs every token of the group against each tile while its weights are hot,
     /// writing `emit(dot, t)` to `out[t*M + r]`.
     fn tl_run<W: TlMatrix, T: Send + Copy>(
