@@ -145,6 +145,18 @@ fn read_f32(bytes: &[u8], at: usize) -> f32 {
     f32::from_le_bytes(b)
 }
 
+/// The region I2_S and TL1 share: `M*K/4` code bytes, then the f32 scale. Returns the codes and
+/// the scale.
+fn codes_then_scale<'a>(
+    layout: &'static str,
+    bytes: &'a [u8],
+    shape: Shape,
+) -> Result<(&'a [u8], f32), Error> {
+    let n = checked_len(layout, shape, 1, 4)?;
+    need_bytes(layout, shape, bytes, n + 4)?;
+    Ok((&bytes[..n], read_f32(bytes, n)))
+}
+
 /// An I2_S tensor region (`i2s.md` §3–4): `M*K/4` code bytes then the f32 scale.
 #[derive(Debug, Clone, Copy)]
 pub struct I2sWeights<'a> {
@@ -164,12 +176,11 @@ impl<'a> I2sWeights<'a> {
             shape.cols % 128 == 0 && shape.cols > 0,
             "K must be a positive multiple of 128",
         )?;
-        let n = checked_len(L, shape, 1, 4)?;
-        need_bytes(L, shape, bytes, n + 4)?;
+        let (codes, scale) = codes_then_scale(L, bytes, shape)?;
         Ok(Self {
-            codes: &bytes[..n],
+            codes,
             shape,
-            scale: read_f32(bytes, n),
+            scale,
         })
     }
 
@@ -235,13 +246,12 @@ impl<'a> Tl1Weights<'a> {
             "K must be a positive multiple of BK",
         )?;
         rule(L, shape, shape.cols % 16 == 0, "K must be a multiple of 16")?;
-        let n = checked_len(L, shape, 1, 4)?;
-        need_bytes(L, shape, bytes, n + 4)?;
+        let (bytes, scale) = codes_then_scale(L, bytes, shape)?;
         Ok(Self {
-            bytes: &bytes[..n],
+            bytes,
             shape,
             tiling,
-            scale: read_f32(bytes, n),
+            scale,
         })
     }
 
@@ -358,65 +368,42 @@ impl<'a> Tl2Weights<'a> {
     }
 }
 
-/// Shared check for the ggml 256-value block formats.
-fn block_view<'a>(
-    layout: &'static str,
-    bytes: &'a [u8],
-    shape: Shape,
-    block_bytes: usize,
-) -> Result<&'a [u8], Error> {
-    rule(
-        layout,
-        shape,
-        shape.cols % 256 == 0 && shape.cols > 0,
-        "K must be a positive multiple of 256",
-    )?;
-    let n = checked_len(layout, shape, block_bytes, 256)?;
-    need_bytes(layout, shape, bytes, n)?;
-    Ok(&bytes[..n])
+/// A ggml ternary block type as the TQ kernels read it: 256 values in `bytes` bytes, the f16
+/// `d` at `d_offset` of each block. One description serves the view and the epilogue.
+#[derive(Debug)]
+struct TqBlock {
+    name: &'static str,
+    bytes: usize,
+    d_offset: usize,
 }
 
-/// A TQ2_0 tensor (ggml `block_tq2_0`: `qs[64]` + f16 `d` per 256 values, 66 bytes).
-#[derive(Debug, Clone, Copy)]
-pub struct Tq2_0Weights<'a> {
-    bytes: &'a [u8],
-    shape: Shape,
-}
+/// ggml `block_tq2_0`: `qs[64]` then f16 `d`.
+const TQ2_0: TqBlock = TqBlock {
+    name: "TQ2_0",
+    bytes: 66,
+    d_offset: 64,
+};
 
-impl<'a> Tq2_0Weights<'a> {
-    /// Views `bytes` (at least `M*K/256*66`) as TQ2_0; K must be a multiple of 256.
-    pub fn new(bytes: &'a [u8], shape: Shape) -> Result<Self, Error> {
-        Ok(Self {
-            bytes: block_view("TQ2_0", bytes, shape, 66)?,
+/// ggml `block_tq1_0`: `qs[48]`, `qh[4]`, then f16 `d`.
+const TQ1_0: TqBlock = TqBlock {
+    name: "TQ1_0",
+    bytes: 54,
+    d_offset: 52,
+};
+
+impl TqBlock {
+    /// The first `M*K/256*bytes` of `bytes` as a matrix of this block type, or the rule it
+    /// breaks.
+    fn matrix<'a>(&self, bytes: &'a [u8], shape: Shape) -> Result<&'a [u8], Error> {
+        rule(
+            self.name,
             shape,
-        })
-    }
-
-    /// Logical shape.
-    pub fn shape(&self) -> Shape {
-        self.shape
-    }
-}
-
-/// A TQ1_0 tensor (ggml `block_tq1_0`: `qs[48]`, `qh[4]`, f16 `d` per 256 values, 54 bytes).
-#[derive(Debug, Clone, Copy)]
-pub struct Tq1_0Weights<'a> {
-    bytes: &'a [u8],
-    shape: Shape,
-}
-
-impl<'a> Tq1_0Weights<'a> {
-    /// Views `bytes` (at least `M*K/256*54`) as TQ1_0; K must be a multiple of 256.
-    pub fn new(bytes: &'a [u8], shape: Shape) -> Result<Self, Error> {
-        Ok(Self {
-            bytes: block_view("TQ1_0", bytes, shape, 54)?,
-            shape,
-        })
-    }
-
-    /// Logical shape.
-    pub fn shape(&self) -> Shape {
-        self.shape
+            shape.cols % 256 == 0 && shape.cols > 0,
+            "K must be a positive multiple of 256",
+        )?;
+        let n = checked_len(self.name, shape, self.bytes, 256)?;
+        need_bytes(self.name, shape, bytes, n)?;
+        Ok(&bytes[..n])
     }
 }
 
@@ -439,26 +426,101 @@ fn block_matrix<'a>(
     Ok(&bytes[..n])
 }
 
-/// A Q8_0 matrix (ggml `block_q8_0`: f16 `d` then `qs[32]` per 32 values, 34 bytes), e.g. a
-/// quantized token embedding used as the lm_head.
-#[derive(Debug, Clone, Copy)]
-pub struct Q8_0Weights<'a> {
+/// The first `M*K*elem_bytes` of `bytes` as a dense row-major matrix, or the rule it breaks.
+fn dense_matrix<'a>(
+    layout: &'static str,
     bytes: &'a [u8],
     shape: Shape,
+    elem_bytes: usize,
+) -> Result<&'a [u8], Error> {
+    rule(layout, shape, shape.cols > 0, "K must be positive")?;
+    let n = checked_len(layout, shape, elem_bytes, 1)?;
+    need_bytes(layout, shape, bytes, n)?;
+    Ok(&bytes[..n])
 }
 
-impl<'a> Q8_0Weights<'a> {
+/// Declares a weight view that is nothing but checked bytes and a shape: the struct, `new`
+/// (which keeps the prefix of `bytes` that `$matrix` accepts) and `shape()`. Six layouts are
+/// exactly this, so they are written once; the views with a scale or a tiling (I2_S, TL1, TL2)
+/// are written out above.
+macro_rules! matrix_view {
+    (
+        $(#[$doc:meta])*
+        $name:ident;
+        $(#[$new_doc:meta])*
+        new: $matrix:expr;
+    ) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy)]
+        pub struct $name<'a> {
+            bytes: &'a [u8],
+            shape: Shape,
+        }
+
+        impl<'a> $name<'a> {
+            $(#[$new_doc])*
+            pub fn new(bytes: &'a [u8], shape: Shape) -> Result<Self, Error> {
+                let matrix: fn(&'a [u8], Shape) -> Result<&'a [u8], Error> = $matrix;
+                Ok(Self {
+                    bytes: matrix(bytes, shape)?,
+                    shape,
+                })
+            }
+
+            /// Logical shape.
+            pub fn shape(&self) -> Shape {
+                self.shape
+            }
+        }
+    };
+}
+
+matrix_view! {
+    /// A TQ2_0 tensor (ggml `block_tq2_0`: `qs[64]` + f16 `d` per 256 values, 66 bytes).
+    Tq2_0Weights;
+    /// Views `bytes` (at least `M*K/256*66`) as TQ2_0; K must be a multiple of 256.
+    new: |bytes, shape| TQ2_0.matrix(bytes, shape);
+}
+
+matrix_view! {
+    /// A TQ1_0 tensor (ggml `block_tq1_0`: `qs[48]`, `qh[4]`, f16 `d` per 256 values, 54 bytes).
+    Tq1_0Weights;
+    /// Views `bytes` (at least `M*K/256*54`) as TQ1_0; K must be a multiple of 256.
+    new: |bytes, shape| TQ1_0.matrix(bytes, shape);
+}
+
+matrix_view! {
+    /// A Q8_0 matrix (ggml `block_q8_0`: f16 `d` then `qs[32]` per 32 values, 34 bytes), e.g. a
+    /// quantized token embedding used as the lm_head.
+    Q8_0Weights;
     /// Views `bytes` (at least `M*K/32*34`) as Q8_0; K must be a multiple of 32.
-    pub fn new(bytes: &'a [u8], shape: Shape) -> Result<Self, Error> {
-        let bytes = block_matrix(&crate::layout::block_quant::Q8_0, bytes, shape)?;
-        Ok(Self { bytes, shape })
-    }
-
-    /// Logical shape.
-    pub fn shape(&self) -> Shape {
-        self.shape
-    }
+    new: |bytes, shape| block_matrix(&crate::layout::block_quant::Q8_0, bytes, shape);
 }
+
+matrix_view! {
+    /// A Q6_K matrix (ggml `block_q6_K`: 210 bytes per 256 values, see [`crate::layout::q6_k`]),
+    /// e.g. a quantized token embedding used as the lm_head.
+    Q6_KWeights;
+    /// Views `bytes` (at least `M*K/256*210`) as Q6_K; K must be a multiple of 256.
+    new: |bytes, shape| block_matrix(&crate::layout::block_quant::Q6_K, bytes, shape);
+}
+
+matrix_view! {
+    /// A dense F16 matrix (little-endian, row-major, `M*K*2` bytes).
+    F16Weights;
+    /// Views `bytes` (at least `M*K*2`) as F16.
+    new: |bytes, shape| dense_matrix("F16", bytes, shape, 2);
+}
+
+matrix_view! {
+    /// A dense F32 matrix (little-endian, row-major, `M*K*4` bytes).
+    F32Weights;
+    /// Views `bytes` (at least `M*K*4`) as F32.
+    new: |bytes, shape| dense_matrix("F32", bytes, shape, 4);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Activation types of the ggml block formats.
 
 /// Activation rows quantized to ggml Q8_0 blocks (`quantize_row_q8_0_ref`): per 32 values
 /// `d = amax / 127`, `q = round(x / d)` (half away from zero, with the unrounded `1/d`), and `d`
@@ -518,27 +580,6 @@ impl Q8Rows {
     /// The f16-rounded block scales `d`, `[t * K/32 + b]`.
     pub fn scales(&self) -> &[f32] {
         &self.scales
-    }
-}
-
-/// A Q6_K matrix (ggml `block_q6_K`: 210 bytes per 256 values, see [`crate::layout::q6_k`]),
-/// e.g. a quantized token embedding used as the lm_head.
-#[derive(Debug, Clone, Copy)]
-pub struct Q6_KWeights<'a> {
-    bytes: &'a [u8],
-    shape: Shape,
-}
-
-impl<'a> Q6_KWeights<'a> {
-    /// Views `bytes` (at least `M*K/256*210`) as Q6_K; K must be a multiple of 256.
-    pub fn new(bytes: &'a [u8], shape: Shape) -> Result<Self, Error> {
-        let bytes = block_matrix(&crate::layout::block_quant::Q6_K, bytes, shape)?;
-        Ok(Self { bytes, shape })
-    }
-
-    /// Logical shape.
-    pub fn shape(&self) -> Shape {
-        self.shape
     }
 }
 
@@ -623,56 +664,6 @@ impl Q8KRows {
     /// The sums of every 16 quantized values, `[t * K/16 + j]`.
     pub fn bsums(&self) -> &[i16] {
         &self.bsums
-    }
-}
-
-/// A dense F16 matrix (little-endian, row-major, `M*K*2` bytes).
-#[derive(Debug, Clone, Copy)]
-pub struct F16Weights<'a> {
-    bytes: &'a [u8],
-    shape: Shape,
-}
-
-impl<'a> F16Weights<'a> {
-    /// Views `bytes` (at least `M*K*2`) as F16.
-    pub fn new(bytes: &'a [u8], shape: Shape) -> Result<Self, Error> {
-        rule("F16", shape, shape.cols > 0, "K must be positive")?;
-        let n = checked_len("F16", shape, 2, 1)?;
-        need_bytes("F16", shape, bytes, n)?;
-        Ok(Self {
-            bytes: &bytes[..n],
-            shape,
-        })
-    }
-
-    /// Logical shape.
-    pub fn shape(&self) -> Shape {
-        self.shape
-    }
-}
-
-/// A dense F32 matrix (little-endian, row-major, `M*K*4` bytes).
-#[derive(Debug, Clone, Copy)]
-pub struct F32Weights<'a> {
-    bytes: &'a [u8],
-    shape: Shape,
-}
-
-impl<'a> F32Weights<'a> {
-    /// Views `bytes` (at least `M*K*4`) as F32.
-    pub fn new(bytes: &'a [u8], shape: Shape) -> Result<Self, Error> {
-        rule("F32", shape, shape.cols > 0, "K must be positive")?;
-        let n = checked_len("F32", shape, 4, 1)?;
-        need_bytes("F32", shape, bytes, n)?;
-        Ok(Self {
-            bytes: &bytes[..n],
-            shape,
-        })
-    }
-
-    /// Logical shape.
-    pub fn shape(&self) -> Shape {
-        self.shape
     }
 }
 
@@ -893,36 +884,23 @@ impl Kernels {
     }
 
     /// Runs `f(start, end)` over contiguous ranges covering `0..units`: `CHUNKS_PER_THREAD`
-    /// chunks per thread, taken dynamically from the spinning pool (so a thread the scheduler
-    /// preempts costs at most one chunk).
-    fn split<F: Fn(usize, usize) + Sync>(&self, units: usize, f: F) {
+    /// Runs `f(r0, r1)` over contiguous row ranges covering `0..m`, cut at multiples of `unit`
+    /// rows (so a kernel that wants whole groups of rows, e.g. TL tiles, gets them):
+    /// `CHUNKS_PER_THREAD` chunks per thread, taken dynamically from the spinning pool (so a
+    /// thread the scheduler preempts costs at most one chunk).
+    fn split<F: Fn(usize, usize) + Sync>(&self, m: usize, unit: usize, f: F) {
         const CHUNKS_PER_THREAD: usize = 4;
+        let units = m.div_ceil(unit);
+        let rows = |a: usize, b: usize| f(a * unit, (b * unit).min(m));
         match &self.pool {
             Some(pool) if self.threads.min(units) > 1 => {
                 let chunks = (self.threads * CHUNKS_PER_THREAD).min(units);
-                pool.run(chunks, &|c| f(units * c / chunks, units * (c + 1) / chunks));
+                pool.run(chunks, &|c| {
+                    rows(units * c / chunks, units * (c + 1) / chunks)
+                });
             }
-            _ => f(0, units),
+            _ => rows(0, units),
         }
-    }
-
-    fn check_q(&self, k: usize, x: &QuantizedRows, m: usize, y_len: usize) -> Result<(), Error> {
-        if x.k() != k {
-            return Err(Error::SizeMismatch {
-                what: "activation row length (K)",
-                expected: k,
-                found: x.k(),
-            });
-        }
-        let want = x.rows() * m;
-        if y_len != want {
-            return Err(Error::SizeMismatch {
-                what: "output length (tokens × M)",
-                expected: want,
-                found: y_len,
-            });
-        }
-        Ok(())
     }
 
     /// I2_S raw accumulators `R = Σ code·q` (codes 0..2), `raw[t * M + r]`; what upstream's dot
@@ -933,14 +911,14 @@ impl Kernels {
         x: &QuantizedRows,
         raw: &mut [i32],
     ) -> Result<(), Error> {
-        self.i2s_run(w, x, raw.len(), SharedOut::new(raw), |r, _| r)
+        self.i2s_run(w, x, raw, |r, _| r)
     }
 
     /// I2_S matmul: `y[t*M + r] = ((R − Σq) / sa) * scale` in f32, in that order (`i2s.md` §7).
     pub fn i2s(&self, w: &I2sWeights<'_>, x: &QuantizedRows, y: &mut [f32]) -> Result<(), Error> {
         let scale = w.scale;
         let (sums, scales) = (x.sums(), x.scales());
-        self.i2s_run(w, x, y.len(), SharedOut::new(y), move |raw, t| {
+        self.i2s_run(w, x, y, move |raw, t| {
             ((raw - sums[t]) as f32 / scales[t]) * scale
         })
     }
@@ -949,19 +927,18 @@ impl Kernels {
         &self,
         w: &I2sWeights<'_>,
         x: &QuantizedRows,
-        out_len: usize,
-        out: SharedOut<T>,
+        out: &mut [T],
         emit: impl Fn(i32, usize) -> T + Sync,
     ) -> Result<(), Error> {
         let (m, k) = (w.shape.rows, w.shape.cols);
-        self.check_q(k, x, m, out_len)?;
+        check_sizes(k, x.k(), x.rows(), m, out.len())?;
         let ntok = x.rows();
         let kernel = self.table.i2s_dot_rows;
+        let out = SharedOut::new(out);
         // Units of 4 rows keep the AVX2 kernel on its 4-row path.
-        let units = m.div_ceil(4);
-        self.split(units, |u0, u1| {
+        self.split(m, 4, |r0, r1| {
+            // The kernel does all tokens of up to SUB rows at once (`acc[row * ntok + token]`).
             const SUB: usize = 32;
-            let (r0, r1) = (u0 * 4, (u1 * 4).min(m));
             let mut buf = vec![0i32; SUB * ntok];
             let mut r = r0;
             while r < r1 {
@@ -994,62 +971,13 @@ impl Kernels {
         x: &QuantizedRows,
         dot: &mut [i32],
     ) -> Result<(), Error> {
-        self.tl1_run(w, x, dot.len(), SharedOut::new(dot), |d, _| d)
+        self.tl_run(w, x, dot, |d, _| d)
     }
 
     /// TL1 matmul (`tl1.md` §6): `y = float32(float32(dot) / scale_t) * weight_scale`; with
     /// [`QuantRule::I2s`] activations this equals [`Kernels::i2s`] on the same weights.
     pub fn tl1(&self, w: &Tl1Weights<'_>, x: &QuantizedRows, y: &mut [f32]) -> Result<(), Error> {
-        let (scale, scales) = (w.scale, x.scales());
-        self.tl1_run(w, x, y.len(), SharedOut::new(y), move |d, t| {
-            (d as f32 / scales[t]) * scale
-        })
-    }
-
-    fn tl1_run<T: Send + Copy>(
-        &self,
-        w: &Tl1Weights<'_>,
-        x: &QuantizedRows,
-        out_len: usize,
-        out: SharedOut<T>,
-        emit: impl Fn(i32, usize) -> T + Sync,
-    ) -> Result<(), Error> {
-        let (m, k) = (w.shape.rows, w.shape.cols);
-        self.check_q(k, x, m, out_len)?;
-        let lut_len = tl1_lut_len(k);
-        let bm_tile = w.tiling.tile_rows;
-        let tile_bytes = bm_tile * k / 4;
-        let kernel = self.table.tl1_tile;
-        let mut scratch = self.lut_scratch.lock().unwrap_or_else(|e| e.into_inner());
-        for t0 in (0..x.rows()).step_by(TL_TOKEN_GROUP) {
-            let nt = TL_TOKEN_GROUP.min(x.rows() - t0);
-            scratch.resize(nt * lut_len, 0);
-            for (i, lut) in scratch.chunks_exact_mut(lut_len).enumerate() {
-                tl1_build_lut(x.row(t0 + i), lut);
-            }
-            let luts: &[u8] = &scratch;
-            self.split(m / bm_tile, |a, b| {
-                let mut dots = vec![0i32; bm_tile];
-                for tile in a..b {
-                    let view = Tl1Tile {
-                        bytes: &w.bytes[tile * tile_bytes..(tile + 1) * tile_bytes],
-                        k,
-                        tile_rows: bm_tile,
-                        block_k: w.tiling.block_k,
-                        simd_rows: w.tiling.simd_rows,
-                    };
-                    for (i, lut) in luts.chunks_exact(lut_len).enumerate() {
-                        kernel(view, lut, &mut dots);
-                        let t = t0 + i;
-                        for (r, &d) in dots.iter().enumerate() {
-                            // SAFETY: this task owns the rows of its tiles.
-                            unsafe { out.write(t * m + tile * bm_tile + r, emit(d, t)) };
-                        }
-                    }
-                }
-            });
-        }
-        Ok(())
+        self.tl_run(w, x, y, tl_epilogue(w.scale, x))
     }
 
     /// TL2 exact dot products, `dot[t*M + m]`.
@@ -1059,67 +987,47 @@ impl Kernels {
         x: &QuantizedRows,
         dot: &mut [i32],
     ) -> Result<(), Error> {
-        self.tl2_run(w, x, dot.len(), SharedOut::new(dot), |d, _| d)
+        self.tl_run(w, x, dot, |d, _| d)
     }
 
     /// TL2 matmul (`tl2.md` §6.4): `y = float32(float32(dot) / scale_t) * weight_scale`.
     pub fn tl2(&self, w: &Tl2Weights<'_>, x: &QuantizedRows, y: &mut [f32]) -> Result<(), Error> {
-        let (scale, scales) = (w.scale, x.scales());
-        self.tl2_run(w, x, y.len(), SharedOut::new(y), move |d, t| {
-            (d as f32 / scales[t]) * scale
-        })
+        self.tl_run(w, x, y, tl_epilogue(w.scale, x))
     }
 
-    fn tl2_run<T: Send + Copy>(
+    /// The TL1/TL2 driver. Per group of [`TL_TOKEN_GROUP`] tokens it builds each token's LUT
+    /// once (into the LUT scratch kept across calls), then the pool takes whole
+    /// tiles and runs every token of the group against each tile while its weights are hot,
+    /// writing `emit(dot, t)` to `out[t*M + r]`.
+    fn tl_run<W: TlMatrix, T: Send + Copy>(
         &self,
-        w: &Tl2Weights<'_>,
+        w: &W,
         x: &QuantizedRows,
-        out_len: usize,
-        out: SharedOut<T>,
+        out: &mut [T],
         emit: impl Fn(i32, usize) -> T + Sync,
     ) -> Result<(), Error> {
-        let (m, k) = (w.shape.rows, w.shape.cols);
-        self.check_q(k, x, m, out_len)?;
-        let three_k = w.three_k;
-        let two_k = k - three_k;
-        let (len3, len2) = tl2_lut_lens(three_k, two_k);
-        let lut_len = len3 + len2;
-        let bm_tile = w.tiling.tile_rows;
-        let tiles = m / bm_tile;
-        let kernel = self.table.tl2_tile;
+        let (shape, tile_rows) = w.shape_and_tile_rows();
+        let (m, k) = (shape.rows, shape.cols);
+        check_sizes(k, x.k(), x.rows(), m, out.len())?;
+        let out = SharedOut::new(out);
+        let lut_len = w.lut_len();
         let mut scratch = self.lut_scratch.lock().unwrap_or_else(|e| e.into_inner());
         for t0 in (0..x.rows()).step_by(TL_TOKEN_GROUP) {
             let nt = TL_TOKEN_GROUP.min(x.rows() - t0);
             scratch.resize(nt * lut_len, 0);
             for (i, lut) in scratch.chunks_exact_mut(lut_len).enumerate() {
-                let (lut3, lut2) = lut.split_at_mut(len3);
-                tl2_build_luts(x.row(t0 + i), three_k, lut3, lut2);
+                w.build_lut(x.row(t0 + i), lut);
             }
             let luts: &[u8] = &scratch;
-            self.split(tiles, |a, b| {
-                let mut dots = vec![0i32; bm_tile];
-                let (a_len, b_len, c_len) = (
-                    w.three.len() / tiles,
-                    w.signs.len() / tiles,
-                    w.two.len() / tiles,
-                );
-                for tile in a..b {
-                    let view = Tl2Tile {
-                        three: &w.three[tile * a_len..(tile + 1) * a_len],
-                        signs: &w.signs[tile * b_len..(tile + 1) * b_len],
-                        two: &w.two[tile * c_len..(tile + 1) * c_len],
-                        tile_rows: bm_tile,
-                        block_k: w.tiling.block_k,
-                        three_k,
-                        two_k,
-                    };
+            self.split(m, tile_rows, |r0, r1| {
+                let mut dots = vec![0i32; tile_rows];
+                for tile in r0 / tile_rows..r1 / tile_rows {
                     for (i, lut) in luts.chunks_exact(lut_len).enumerate() {
-                        let (lut3, lut2) = lut.split_at(len3);
-                        kernel(view, lut3, lut2, &mut dots);
+                        w.tile_dots(self.table, tile, lut, &mut dots);
                         let t = t0 + i;
                         for (r, &d) in dots.iter().enumerate() {
                             // SAFETY: this task owns the rows of its tiles.
-                            unsafe { out.write(t * m + tile * bm_tile + r, emit(d, t)) };
+                            unsafe { out.write(t * m + tile * tile_rows + r, emit(d, t)) };
                         }
                     }
                 }
@@ -1136,7 +1044,8 @@ impl Kernels {
         x: &QuantizedRows,
         dot: &mut [i32],
     ) -> Result<(), Error> {
-        self.tq_dot(w.bytes, w.shape, 66, self.table.tq2_0_row, x, dot)
+        let kernel = self.table.tq2_0_row;
+        self.tq_run(&TQ2_0, w.bytes, w.shape, kernel, x, BlockOut::Dots(dot))
     }
 
     /// TQ2_0 matmul. Per row, consecutive blocks with the same f16 `d` form a run:
@@ -1148,7 +1057,8 @@ impl Kernels {
         x: &QuantizedRows,
         y: &mut [f32],
     ) -> Result<(), Error> {
-        self.tq_matmul(w.bytes, w.shape, 66, 64, self.table.tq2_0_row, x, y)
+        let kernel = self.table.tq2_0_row;
+        self.tq_run(&TQ2_0, w.bytes, w.shape, kernel, x, BlockOut::Values(y))
     }
 
     /// TQ1_0 per-block exact dots, laid out as [`Kernels::tq2_0_dot`].
@@ -1158,7 +1068,8 @@ impl Kernels {
         x: &QuantizedRows,
         dot: &mut [i32],
     ) -> Result<(), Error> {
-        self.tq_dot(w.bytes, w.shape, 54, self.table.tq1_0_row, x, dot)
+        let kernel = self.table.tq1_0_row;
+        self.tq_run(&TQ1_0, w.bytes, w.shape, kernel, x, BlockOut::Dots(dot))
     }
 
     /// TQ1_0 matmul, epilogue as [`Kernels::tq2_0`].
@@ -1168,220 +1079,141 @@ impl Kernels {
         x: &QuantizedRows,
         y: &mut [f32],
     ) -> Result<(), Error> {
-        self.tq_matmul(w.bytes, w.shape, 54, 52, self.table.tq1_0_row, x, y)
+        let kernel = self.table.tq1_0_row;
+        self.tq_run(&TQ1_0, w.bytes, w.shape, kernel, x, BlockOut::Values(y))
     }
 
-    fn tq_dot(
+    /// TQ2_0 and TQ1_0: the kernel's `Σ code·q` (codes 0..2) minus the block's Σq gives the
+    /// exact `Σ t·q` of each block; the matmul folds them with [`tq_epilogue`].
+    fn tq_run(
         &self,
+        block: &TqBlock,
         bytes: &[u8],
         shape: Shape,
-        block_bytes: usize,
         kernel: BlockRowFn,
         x: &QuantizedRows,
-        dot: &mut [i32],
+        out: BlockOut<'_>,
     ) -> Result<(), Error> {
-        let (m, k) = (shape.rows, shape.cols);
-        let nb = k / 256;
-        self.check_q(k, x, m * nb, dot.len())?;
+        let nb = shape.cols / 256;
+        out.check(shape, nb, x.k(), x.rows())?;
         let qsums = block_sums(x);
-        let row_bytes = nb * block_bytes;
-        let out = SharedOut::new(dot);
-        self.split(m, |a, b| {
-            let mut raw = vec![0i32; nb];
-            for r in a..b {
-                for t in 0..x.rows() {
-                    kernel(
-                        &bytes[r * row_bytes..(r + 1) * row_bytes],
-                        x.row(t),
-                        &mut raw,
-                    );
-                    for (i, &v) in raw.iter().enumerate() {
-                        // SAFETY: row r belongs to this task.
-                        unsafe { out.write((t * m + r) * nb + i, v - qsums[t * nb + i]) };
-                    }
-                }
-            }
-        });
-        Ok(())
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn tq_matmul(
-        &self,
-        bytes: &[u8],
-        shape: Shape,
-        block_bytes: usize,
-        d_offset: usize,
-        kernel: BlockRowFn,
-        x: &QuantizedRows,
-        y: &mut [f32],
-    ) -> Result<(), Error> {
-        let (m, k) = (shape.rows, shape.cols);
-        self.check_q(k, x, m, y.len())?;
-        let nb = k / 256;
-        let qsums = block_sums(x);
-        let row_bytes = nb * block_bytes;
-        let out = SharedOut::new(y);
+        let row_bytes = nb * block.bytes;
+        let row = |r: usize| &bytes[r * row_bytes..(r + 1) * row_bytes];
         let scales = x.scales();
-        self.split(m, |a, b| {
-            let mut raw = vec![0i32; nb];
-            for r in a..b {
-                let row = &bytes[r * row_bytes..(r + 1) * row_bytes];
-                for t in 0..x.rows() {
-                    kernel(row, x.row(t), &mut raw);
-                    let mut acc = 0.0f32;
-                    let mut run_sum = 0i32;
-                    let mut run_d: Option<u16> = None;
-                    for (i, &v) in raw.iter().enumerate() {
-                        let o = i * block_bytes + d_offset;
-                        let d = u16::from_le_bytes([row[o], row[o + 1]]);
-                        if run_d.is_some_and(|rd| rd != d) {
-                            acc += tq_run(run_sum, scales[t], run_d);
-                            run_sum = 0;
-                        }
-                        run_d = Some(d);
-                        run_sum += v - qsums[t * nb + i];
-                    }
-                    acc += tq_run(run_sum, scales[t], run_d);
-                    // SAFETY: row r belongs to this task.
-                    unsafe { out.write(t * m + r, acc) };
+        self.block_run(
+            shape.rows,
+            nb,
+            x.rows(),
+            out,
+            |r, t, raw, _| {
+                kernel(row(r), x.row(t), raw);
+                for (v, &s) in raw.iter_mut().zip(&qsums[t * nb..(t + 1) * nb]) {
+                    *v -= s;
                 }
-            }
-        });
+            },
+            |r, t, dots, _| tq_epilogue(block, row(r), dots, scales[t]),
+        );
         Ok(())
     }
 
     /// Q8_0 per-block exact dots `Σ w·q` over each 32-value block,
     /// `dot[(t*M + r) * (K/32) + b]`.
     pub fn q8_0_dot(&self, w: &Q8_0Weights<'_>, x: &Q8Rows, dot: &mut [i32]) -> Result<(), Error> {
-        let (m, k, nb) = (w.shape.rows, w.shape.cols, w.shape.cols / 32);
-        self.check_q8(k, x.k(), x.rows(), m * nb, dot.len())?;
-        let out = SharedOut::new(dot);
-        let kernel = self.table.q8_0_row;
-        self.split(m, |a, b| {
-            let (mut raw, mut dw) = (vec![0i32; nb], vec![0f32; nb]);
-            for r in a..b {
-                for t in 0..x.rows() {
-                    kernel(
-                        &w.bytes[r * nb * 34..(r + 1) * nb * 34],
-                        &x.values[t * k..(t + 1) * k],
-                        &mut raw,
-                        &mut dw,
-                    );
-                    for (i, &v) in raw.iter().enumerate() {
-                        // SAFETY: row r belongs to this task.
-                        unsafe { out.write((t * m + r) * nb + i, v) };
-                    }
-                }
-            }
-        });
-        Ok(())
+        self.q8_0_run(w, x, BlockOut::Dots(dot))
     }
 
     /// Q8_0 × Q8_0 matmul (ggml's `vec_dot_q8_0_q8_0`): `y = Σ_b (d_w · d_x) · Σ_block w·q` in
     /// f32, combined by [`block_epilogue`], shared by every ISA, so outputs are bit-identical.
     pub fn q8_0(&self, w: &Q8_0Weights<'_>, x: &Q8Rows, y: &mut [f32]) -> Result<(), Error> {
+        self.q8_0_run(w, x, BlockOut::Values(y))
+    }
+
+    fn q8_0_run(&self, w: &Q8_0Weights<'_>, x: &Q8Rows, out: BlockOut<'_>) -> Result<(), Error> {
         let (m, k, nb) = (w.shape.rows, w.shape.cols, w.shape.cols / 32);
-        self.check_q8(k, x.k(), x.rows(), m, y.len())?;
+        out.check(w.shape, nb, x.k(), x.rows())?;
         let kernel = self.table.q8_0_row;
-        self.block_rows(m, nb, x.rows(), y, |r, t, raw, dw| {
-            let row = &w.bytes[r * nb * 34..(r + 1) * nb * 34];
-            kernel(row, &x.values[t * k..(t + 1) * k], raw, dw);
-            block_epilogue(raw, dw, &x.scales[t * nb..(t + 1) * nb])
-        });
+        self.block_run(
+            m,
+            nb,
+            x.rows(),
+            out,
+            |r, t, raw, dw| {
+                let row = &w.bytes[r * nb * 34..(r + 1) * nb * 34];
+                kernel(row, &x.values[t * k..(t + 1) * k], raw, dw);
+            },
+            |_, t, raw, dw| block_epilogue(raw, dw, &x.scales[t * nb..(t + 1) * nb]),
+        );
         Ok(())
     }
 
     /// Q6_K per-block exact sums `Σ_j scale_j · Σ (code − 32)·q` over each 256-value block,
     /// `dot[(t*M + r) * (K/256) + b]` (the integers the float epilogue multiplies).
     pub fn q6_k_dot(&self, w: &Q6_KWeights<'_>, x: &Q8KRows, dot: &mut [i32]) -> Result<(), Error> {
-        let (m, k, nb) = (w.shape.rows, w.shape.cols, w.shape.cols / 256);
-        self.check_q8(k, x.k(), x.rows(), m * nb, dot.len())?;
-        let out = SharedOut::new(dot);
-        let kernel = self.table.q6_k_row;
-        self.split(m, |a, b| {
-            let (mut raw, mut dw) = (vec![0i32; nb], vec![0f32; nb]);
-            for r in a..b {
-                for t in 0..x.rows() {
-                    kernel(
-                        &w.bytes[r * nb * 210..(r + 1) * nb * 210],
-                        &x.values[t * k..(t + 1) * k],
-                        &x.bsums[t * nb * 16..(t + 1) * nb * 16],
-                        &mut raw,
-                        &mut dw,
-                    );
-                    for (i, &v) in raw.iter().enumerate() {
-                        // SAFETY: row r belongs to this task.
-                        unsafe { out.write((t * m + r) * nb + i, v) };
-                    }
-                }
-            }
-        });
-        Ok(())
+        self.q6_k_run(w, x, BlockOut::Dots(dot))
     }
 
     /// Q6_K × Q8_K matmul (ggml's `vec_dot_q6_K_q8_K`): `y = Σ_b (d_w · d_x) · sum_b` in f32,
     /// combined by [`block_epilogue`] like [`Kernels::q8_0`].
     pub fn q6_k(&self, w: &Q6_KWeights<'_>, x: &Q8KRows, y: &mut [f32]) -> Result<(), Error> {
+        self.q6_k_run(w, x, BlockOut::Values(y))
+    }
+
+    fn q6_k_run(&self, w: &Q6_KWeights<'_>, x: &Q8KRows, out: BlockOut<'_>) -> Result<(), Error> {
         let (m, k, nb) = (w.shape.rows, w.shape.cols, w.shape.cols / 256);
-        self.check_q8(k, x.k(), x.rows(), m, y.len())?;
+        out.check(w.shape, nb, x.k(), x.rows())?;
         let kernel = self.table.q6_k_row;
-        self.block_rows(m, nb, x.rows(), y, |r, t, raw, dw| {
-            let row = &w.bytes[r * nb * 210..(r + 1) * nb * 210];
-            let bsums = &x.bsums[t * nb * 16..(t + 1) * nb * 16];
-            kernel(row, &x.values[t * k..(t + 1) * k], bsums, raw, dw);
-            block_epilogue(raw, dw, &x.scales[t * nb..(t + 1) * nb])
-        });
+        self.block_run(
+            m,
+            nb,
+            x.rows(),
+            out,
+            |r, t, raw, dw| {
+                let row = &w.bytes[r * nb * 210..(r + 1) * nb * 210];
+                let bsums = &x.bsums[t * nb * 16..(t + 1) * nb * 16];
+                kernel(row, &x.values[t * k..(t + 1) * k], bsums, raw, dw);
+            },
+            |_, t, raw, dw| block_epilogue(raw, dw, &x.scales[t * nb..(t + 1) * nb]),
+        );
         Ok(())
     }
 
-    /// Runs `row_value(r, t, raw, dw)` for every output `y[t*M + r]` of a block-quantized matrix
-    /// (`nb` blocks per row), in units of 16 rows spread over the pool (the lm_head has 128256
-    /// rows, plenty to balance); `raw`/`dw` are per-task scratch of `nb` entries.
-    fn block_rows(
+    /// The one driver of the ggml block formats (TQ2_0, TQ1_0, Q8_0, Q6_K), whose kernels read
+    /// one weight row against one token. For every row r and token t, `row_dots(r, t, raw, dw)`
+    /// fills the `nb` exact per-block integers (and, for Q8_0/Q6_K, the blocks' weight scales;
+    /// TQ leaves `dw` alone). A `*_dot` call writes those integers; a matmul writes
+    /// `epilogue(r, t, raw, dw)`. Sizes must have been checked ([`BlockOut::check`]).
+    fn block_run(
         &self,
         m: usize,
         nb: usize,
         tokens: usize,
-        y: &mut [f32],
-        row_value: impl Fn(usize, usize, &mut [i32], &mut [f32]) -> f32 + Sync,
+        out: BlockOut<'_>,
+        row_dots: impl Fn(usize, usize, &mut [i32], &mut [f32]) + Sync,
+        epilogue: impl Fn(usize, usize, &[i32], &[f32]) -> f32 + Sync,
     ) {
-        let out = SharedOut::new(y);
-        self.split(m.div_ceil(16), |a, b| {
+        // Exactly one of the two is set; the tasks share it and write disjoint rows.
+        let (dots, values) = match out {
+            BlockOut::Dots(dot) => (Some(SharedOut::new(dot)), None),
+            BlockOut::Values(y) => (None, Some(SharedOut::new(y))),
+        };
+        // Units of 16 rows: the lm_head has 128256 rows, plenty to balance.
+        self.split(m, 16, |r0, r1| {
             let (mut raw, mut dw) = (vec![0i32; nb], vec![0f32; nb]);
-            for r in a * 16..(b * 16).min(m) {
+            for r in r0..r1 {
                 for t in 0..tokens {
-                    let v = row_value(r, t, &mut raw, &mut dw);
-                    // SAFETY: row r belongs to this task.
-                    unsafe { out.write(t * m + r, v) };
+                    row_dots(r, t, &mut raw, &mut dw);
+                    if let Some(y) = values {
+                        // SAFETY: row r belongs to this task.
+                        unsafe { y.write(t * m + r, epilogue(r, t, &raw, &dw)) };
+                    } else if let Some(dot) = dots {
+                        for (i, &v) in raw.iter().enumerate() {
+                            // SAFETY: row r, and with it these blocks, belong to this task.
+                            unsafe { dot.write((t * m + r) * nb + i, v) };
+                        }
+                    }
                 }
             }
         });
-    }
-
-    fn check_q8(
-        &self,
-        k: usize,
-        x_k: usize,
-        x_rows: usize,
-        m: usize,
-        y_len: usize,
-    ) -> Result<(), Error> {
-        if x_k != k {
-            return Err(Error::SizeMismatch {
-                what: "activation row length (K)",
-                expected: k,
-                found: x_k,
-            });
-        }
-        if y_len != x_rows * m {
-            return Err(Error::SizeMismatch {
-                what: "output length (tokens × M)",
-                expected: x_rows * m,
-                found: y_len,
-            });
-        }
-        Ok(())
     }
 
     /// F16 matmul with f32 activations: `y[t*M + r] = Σ_k f16(w[r][k]) · x[t*K + k]`, f32
@@ -1409,19 +1241,12 @@ impl Kernels {
         if x.len() % k != 0 {
             return Err(Error::ActivationLength { len: x.len(), k });
         }
-        let ntok = x.len() / k;
-        if y.len() != ntok * m {
-            return Err(Error::SizeMismatch {
-                what: "output length (tokens × M)",
-                expected: ntok * m,
-                found: y.len(),
-            });
-        }
+        check_out_len(x.len() / k, m, y.len())?;
         let out = SharedOut::new(y);
-        // Units of 16 rows: the lm_head has 128256 rows, plenty to balance.
-        let units = m.div_ceil(16);
-        self.split(units, |a, b| {
-            let (r0, r1) = (a * 16, (b * 16).min(m));
+        // Units of 16 rows: the lm_head has 128256 rows, plenty to balance. The kernel takes a
+        // task's whole range at once (its rows are independent), so results do not depend on
+        // the split.
+        self.split(m, 16, |r0, r1| {
             let mut buf = vec![0f32; r1 - r0];
             let w = &bytes[r0 * k * elem..r1 * k * elem];
             for (t, xt) in x.chunks_exact(k).enumerate() {
@@ -1434,6 +1259,169 @@ impl Kernels {
         });
         Ok(())
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shared pieces of the drivers.
+
+/// The size rules every matmul shares, in one place: activation rows of length K, and an
+/// output of `tokens × per_token` values (`per_token` is M, or M × blocks per row for the
+/// per-block `*_dot` calls).
+fn check_sizes(
+    k: usize,
+    x_k: usize,
+    tokens: usize,
+    per_token: usize,
+    out_len: usize,
+) -> Result<(), Error> {
+    if x_k != k {
+        return Err(Error::SizeMismatch {
+            what: "activation row length (K)",
+            expected: k,
+            found: x_k,
+        });
+    }
+    check_out_len(tokens, per_token, out_len)
+}
+
+/// The output-length half of [`check_sizes`] (F16/F32 derive the token count from `x`).
+fn check_out_len(tokens: usize, per_token: usize, out_len: usize) -> Result<(), Error> {
+    let expected = tokens * per_token;
+    if out_len != expected {
+        return Err(Error::SizeMismatch {
+            what: "output length (tokens × M)",
+            expected,
+            found: out_len,
+        });
+    }
+    Ok(())
+}
+
+/// Where a call on a ggml block format writes: the exact per-block integers (the `*_dot`
+/// entry points, `[(t*M + r) * nb + b]`) or the f32 matmul outputs (`[t*M + r]`).
+enum BlockOut<'o> {
+    Dots(&'o mut [i32]),
+    Values(&'o mut [f32]),
+}
+
+impl BlockOut<'_> {
+    /// [`check_sizes`] for an `M × K` matrix of `nb` blocks per row.
+    fn check(&self, shape: Shape, nb: usize, x_k: usize, tokens: usize) -> Result<(), Error> {
+        let (per_token, len) = match self {
+            BlockOut::Dots(dot) => (shape.rows * nb, dot.len()),
+            BlockOut::Values(y) => (shape.rows, y.len()),
+        };
+        check_sizes(shape.cols, x_k, tokens, per_token, len)
+    }
+}
+
+/// What [`Kernels::tl_run`] needs of a TL1 or TL2 matrix: both are read tile by tile against
+/// per-token lookup tables and differ only in the LUT and the tile kernel.
+trait TlMatrix: Sync {
+    /// Logical shape and rows per tile (BM).
+    fn shape_and_tile_rows(&self) -> (Shape, usize);
+    /// Bytes of one token's LUT(s).
+    fn lut_len(&self) -> usize;
+    /// Builds the LUT(s) of activation row `q` into `lut`.
+    fn build_lut(&self, q: &[i8], lut: &mut [u8]);
+    /// The exact dots of the `tile_rows` rows of tile `tile` against one token's `lut`.
+    fn tile_dots(&self, table: &KernelTable, tile: usize, lut: &[u8], dots: &mut [i32]);
+}
+
+impl TlMatrix for Tl1Weights<'_> {
+    fn shape_and_tile_rows(&self) -> (Shape, usize) {
+        (self.shape, self.tiling.tile_rows)
+    }
+
+    fn lut_len(&self) -> usize {
+        tl1_lut_len(self.shape.cols)
+    }
+
+    fn build_lut(&self, q: &[i8], lut: &mut [u8]) {
+        tl1_build_lut(q, lut);
+    }
+
+    fn tile_dots(&self, table: &KernelTable, tile: usize, lut: &[u8], dots: &mut [i32]) {
+        let k = self.shape.cols;
+        let tile_bytes = self.tiling.tile_rows * k / 4;
+        let view = Tl1Tile {
+            bytes: &self.bytes[tile * tile_bytes..(tile + 1) * tile_bytes],
+            k,
+            tile_rows: self.tiling.tile_rows,
+            block_k: self.tiling.block_k,
+            simd_rows: self.tiling.simd_rows,
+        };
+        (table.tl1_tile)(view, lut, dots);
+    }
+}
+
+impl Tl2Weights<'_> {
+    /// LUT lengths of the three-weight and two-weight parts.
+    fn lut_lens(&self) -> (usize, usize) {
+        tl2_lut_lens(self.three_k, self.shape.cols - self.three_k)
+    }
+}
+
+impl<'a> TlMatrix for Tl2Weights<'a> {
+    fn shape_and_tile_rows(&self) -> (Shape, usize) {
+        (self.shape, self.tiling.tile_rows)
+    }
+
+    fn lut_len(&self) -> usize {
+        let (len3, len2) = self.lut_lens();
+        len3 + len2
+    }
+
+    fn build_lut(&self, q: &[i8], lut: &mut [u8]) {
+        let (lut3, lut2) = lut.split_at_mut(self.lut_lens().0);
+        tl2_build_luts(q, self.three_k, lut3, lut2);
+    }
+
+    fn tile_dots(&self, table: &KernelTable, tile: usize, lut: &[u8], dots: &mut [i32]) {
+        let tiles = self.shape.rows / self.tiling.tile_rows;
+        // Each section holds the tiles one after the other, in equal parts.
+        let part = |section: &'a [u8]| {
+            let len = section.len() / tiles;
+            &section[tile * len..(tile + 1) * len]
+        };
+        let view = Tl2Tile {
+            three: part(self.three),
+            signs: part(self.signs),
+            two: part(self.two),
+            tile_rows: self.tiling.tile_rows,
+            block_k: self.tiling.block_k,
+            three_k: self.three_k,
+            two_k: self.shape.cols - self.three_k,
+        };
+        let (lut3, lut2) = lut.split_at(self.lut_lens().0);
+        (table.tl2_tile)(view, lut3, lut2, dots);
+    }
+}
+
+/// The TL1/TL2 epilogue (`tl1.md` §6, `tl2.md` §6.4):
+/// `float32(float32(dot) / scale_t) * weight_scale`.
+fn tl_epilogue(weight_scale: f32, x: &QuantizedRows) -> impl Fn(i32, usize) -> f32 + Sync + '_ {
+    let scales = x.scales();
+    move |d, t| (d as f32 / scales[t]) * weight_scale
+}
+
+/// The TQ epilogue of one row (`dots` already `Σ t·q` per block): consecutive blocks with the
+/// same f16 `d` form a run, `y = Σ_runs float32(float32(Σ_run dots) / sa) * d`.
+fn tq_epilogue(block: &TqBlock, row: &[u8], dots: &[i32], sa: f32) -> f32 {
+    let mut acc = 0.0f32;
+    let mut run_sum = 0i32;
+    let mut run_d: Option<u16> = None;
+    for (i, &v) in dots.iter().enumerate() {
+        let o = i * block.bytes + block.d_offset;
+        let d = u16::from_le_bytes([row[o], row[o + 1]]);
+        if run_d.is_some_and(|rd| rd != d) {
+            acc += tq_run(run_sum, sa, run_d);
+            run_sum = 0;
+        }
+        run_d = Some(d);
+        run_sum += v;
+    }
+    acc + tq_run(run_sum, sa, run_d)
 }
 
 /// The float epilogue of a block-quantized row: `Σ_b (d_w[b] · d_x[b]) · raw[b]`, block b into
