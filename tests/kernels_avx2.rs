@@ -45,7 +45,7 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(24))]
 
     #[test]
-    fn i2s_avx2_equals_scalar(m in 1usize..19, kb in 1usize..5, ntok in 1usize..7, seed: u64, extreme: bool) {
+    fn i2s_avx2_equals_scalar(m in 1usize..19, kb in 1usize..21, ntok in 1usize..11, seed: u64, extreme: bool) {
         let Some((s, a)) = pair() else { return Ok(()) };
         let k = kb * 128;
         let bytes = pack_i2s(&ternary(seed, m * k), 1.0);
@@ -303,4 +303,27 @@ fn q6_k_rejects_bad_input_and_q8_k_quantizes_like_ggml() {
     let kern = Kernels::new(1, None).unwrap();
     let mut y = [1.0f32; 3];
     assert!(kern.q6_k(&w, &q, &mut y).is_err());
+}
+
+/// The prompt GEMM tile sums 8 blocks in int16 before widening: the largest sums it can meet
+/// (every weight +1 or −1, every activation at the quantizer's extreme, K = 2560: 20 blocks,
+/// so partial chunks too) stay exact and equal the scalar reference.
+#[test]
+fn i2s_gemm_int16_sums_hold_at_the_extremes() {
+    let Some((s, a)) = pair() else { return };
+    let (m, k, ntok) = (4, 2560, 9);
+    for sign in [1i8, -1] {
+        let w = vec![sign; m * k];
+        let bytes = pack_i2s(&w, 1.0);
+        let weights = I2sWeights::new(&bytes, Shape::new(m, k)).unwrap();
+        let x: Vec<f32> = (0..ntok * k)
+            .map(|i| if (i / k) % 2 == 0 { -1000.0 } else { 1000.0 })
+            .collect();
+        let mut q = QuantizedRows::new();
+        q.quantize(&x, k, QuantRule::I2s).unwrap();
+        let (mut rs, mut ra) = (vec![0; m * ntok], vec![0; m * ntok]);
+        s.i2s_raw(&weights, &q, &mut rs).unwrap();
+        a.i2s_raw(&weights, &q, &mut ra).unwrap();
+        assert_eq!(rs, ra, "sign {sign}");
+    }
 }

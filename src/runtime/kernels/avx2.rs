@@ -72,6 +72,14 @@ unsafe fn i2s_dot_rows_imp(w: &[u8], k: usize, q: &[i8], ntok: usize, out: &mut 
             _ => 1,
         };
         let mut t = 0;
+        if rr == 2 {
+            // Prompt GEMM: int16-accumulating 2×4 tiles; the tiles below take the rest.
+            while ntok - t >= 4 {
+                // SAFETY: rows r, r+1 and tokens t..t+4 are in range.
+                unsafe { i2s_tile_gemm(w, q, out, I2sAt { r, t, ntok, k }) };
+                t += 4;
+            }
+        }
         while t < ntok {
             let tt = if ntok - t >= 4 { 4 } else { 1 };
             let at = I2sAt { r, t, ntok, k };
@@ -142,6 +150,57 @@ unsafe fn i2s_tile<const R: usize, const T: usize>(w: &[u8], q: &[i8], out: &mut
     }
     for (i, acc_r) in acc.iter().enumerate() {
         for (j, &v) in acc_r.iter().enumerate() {
+            out[(r + i) * ntok + t + j] = unsafe { hsum_i32(v) };
+        }
+    }
+}
+
+/// Two weight rows against 4 tokens for the prompt GEMM, summing in int16: codes (0..=2) times
+/// int8 activations (≥ −128) give at most 4·2·2·128 = 2048 per int16 lane and 128-value block,
+/// so 8 blocks sum to ≤ 16384 before one `madd` widens them (`i2s_tile` widens every block).
+/// Each activation load feeds both rows, and the codes are unpacked per 32-value part, which
+/// keeps the 8 accumulators, 2 rows of codes and the activation in the 16 registers.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn i2s_tile_gemm(w: &[u8], q: &[i8], out: &mut [i32], at: I2sAt) {
+    const R: usize = 2;
+    const T: usize = 4;
+    const FLUSH: usize = 8;
+    let I2sAt { r, t, ntok, k } = at;
+    let row_bytes = k / 4;
+    let mask = _mm256_set1_epi8(3);
+    let ones = _mm256_set1_epi16(1);
+    let mut acc32 = [[_mm256_setzero_si256(); T]; R];
+    let wp = w[r * row_bytes..(r + R) * row_bytes].as_ptr();
+    let qp = q[t * k..(t + T) * k].as_ptr() as *const u8;
+    let blocks = k / 128;
+    let mut b0 = 0;
+    while b0 < blocks {
+        let mut acc16 = [[_mm256_setzero_si256(); T]; R];
+        for b in b0..(b0 + FLUSH).min(blocks) {
+            // SAFETY: block b of rows r, r+1 lies inside the slice taken above.
+            let bytes = unsafe { [load(wp.add(b * 32)), load(wp.add(row_bytes + b * 32))] };
+            for part in 0..4 {
+                let shift = _mm_cvtsi32_si128(6 - 2 * part as i32);
+                let c = bytes.map(|x| _mm256_and_si256(_mm256_srl_epi16(x, shift), mask));
+                for j in 0..T {
+                    // SAFETY: activations of part `part` of block b of token t+j are in range.
+                    let av = unsafe { load(qp.add(j * k + b * 128 + 32 * part)) };
+                    for (acc_row, &ci) in acc16.iter_mut().zip(&c) {
+                        acc_row[j] = _mm256_add_epi16(acc_row[j], _mm256_maddubs_epi16(ci, av));
+                    }
+                }
+            }
+        }
+        for (a32, a16) in acc32.iter_mut().zip(&acc16) {
+            for (x32, &x16) in a32.iter_mut().zip(a16) {
+                *x32 = _mm256_add_epi32(*x32, _mm256_madd_epi16(x16, ones));
+            }
+        }
+        b0 += FLUSH;
+    }
+    for (i, a32) in acc32.iter().enumerate() {
+        for (j, &v) in a32.iter().enumerate() {
             out[(r + i) * ntok + t + j] = unsafe { hsum_i32(v) };
         }
     }
