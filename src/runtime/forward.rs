@@ -341,26 +341,39 @@ impl<'a> Session<'a> {
         }
         s.att.resize(n * qd, 0.0);
         s.scores.resize(self.pos + n, 0.0);
-        for t in 0..n {
-            let (q, out) = (&s.q[t * qd..(t + 1) * qd], &mut s.att[t * qd..(t + 1) * qd]);
-            let n_pos = self.pos + t + 1;
+        let pos = self.pos;
+        let cache = &*cache;
+        let attend_token = |t: usize, q: &[f32], out: &mut [f32], scores: &mut [f32]| {
+            let n_pos = pos + t + 1;
             match cache {
-                Cache::F16(c) => c.attend(
-                    q,
-                    n_pos,
-                    hp.head_count,
-                    hp.head_count_kv,
-                    hd,
-                    out,
-                    &mut s.scores,
-                ),
+                Cache::F16(c) => {
+                    c.attend(q, n_pos, hp.head_count, hp.head_count_kv, hd, out, scores)
+                }
                 Cache::F32(c) => c.attend(
                     q,
                     n_pos,
                     (hp.head_count, hp.head_count_kv, hd),
                     out,
-                    &mut s.scores,
+                    scores,
                 ),
+            }
+        };
+        if n > 1 && k.threads() > 1 {
+            // Prompt: tokens attend independently (the cache already holds all n positions),
+            // so they are spread over rayon's threads; each result is computed exactly as in
+            // the serial loop, so the logits do not depend on the thread count.
+            use rayon::prelude::*;
+            s.att
+                .par_chunks_mut(qd)
+                .zip(s.q.par_chunks(qd))
+                .enumerate()
+                .for_each_init(
+                    || vec![0f32; pos + n],
+                    |scores, (t, (out, q))| attend_token(t, q, out, scores),
+                );
+        } else {
+            for (t, (out, q)) in s.att.chunks_mut(qd).zip(s.q.chunks(qd)).enumerate() {
+                attend_token(t, q, out, &mut s.scores);
             }
         }
         for row in s.att.chunks_exact_mut(qd) {
