@@ -349,13 +349,9 @@ impl<'a> Session<'a> {
                 Cache::F16(c) => {
                     c.attend(q, n_pos, hp.head_count, hp.head_count_kv, hd, out, scores)
                 }
-                Cache::F32(c) => c.attend(
-                    q,
-                    n_pos,
-                    (hp.head_count, hp.head_count_kv, hd),
-                    out,
-                    scores,
-                ),
+                Cache::F32(c) => {
+                    c.attend(q, n_pos, (hp.head_count, hp.head_count_kv, hd), out, scores)
+                }
             }
         };
         if n > 1 && k.threads() > 1 {
