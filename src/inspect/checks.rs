@@ -420,6 +420,12 @@ pub fn loadability(file: &GgufFile<'_>) -> Vec<Loadability> {
                         (Dialect::IkLlama | Dialect::Mainline, GgmlType::TL2) => {
                             "type id 39 is MXFP4 there: the TL2 data would be misread".to_owned()
                         }
+                        // Seen with ik-llama-cpp-python 0.1.5's llama-quantize on a TQ2_0
+                        // file: the loader divides by the unknown type's block size of 0.
+                        (Dialect::IkLlama, GgmlType::TQ1_0 | GgmlType::TQ2_0) => format!(
+                            "type {} (id {}) is unknown there: its GGUF reader dies on it (SIGFPE)",
+                            info.name, info.id
+                        ),
                         _ => format!("type {} (id {}) is unknown there", info.name, info.id),
                     };
                     no.push(what);
