@@ -47,13 +47,10 @@ fn parity_command_passes_and_fails_on_thresholds() {
             "fixtures/ref-tiny/gguf/ref-tiny-tl2.kernel_config.ini",
         ])
         .args(["--json"])
-        .output()
-        .unwrap();
-    assert!(
-        ok.status.success(),
-        "{}",
-        String::from_utf8_lossy(&ok.stderr)
-    );
+        .assert()
+        .success()
+        .get_output()
+        .clone();
     let report: serde_json::Value = serde_json::from_slice(&ok.stdout).unwrap();
     assert_eq!(report["overall"]["top1_agree"], 104);
     // ik's logits are 0.1 away on average: the default threshold of 0.05 must fail (exit 3).
@@ -99,13 +96,10 @@ fn parity_against_a_second_model_and_tiling_is_reported() {
             "--kernel-config",
             "fixtures/ref-tiny/gguf/ref-tiny-tl1.kernel_config.ini",
         ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .assert()
+        .success()
+        .get_output()
+        .clone();
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["overall"]["max_abs_diff"], 0.0);
     assert_eq!(
@@ -175,16 +169,13 @@ fn generate_streams_text_and_chat_stops_at_end_of_turn() {
             "-n",
             "8",
         ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .assert()
+        .success()
+        .get_output()
+        .clone();
     assert!(!out.stdout.is_empty());
     assert!(String::from_utf8_lossy(&out.stderr).contains("tokens/s"));
-    let chat = bitnet_run()
+    bitnet_run()
         .args([
             "generate",
             "fixtures/ref-tiny/gguf/ref-tiny-i2_s.gguf",
@@ -197,13 +188,8 @@ fn generate_streams_text_and_chat_stops_at_end_of_turn() {
         .args([
             "--temp", "0.8", "--top-k", "20", "--top-p", "0.9", "--seed", "7",
         ])
-        .output()
-        .unwrap();
-    assert!(
-        chat.status.success(),
-        "{}",
-        String::from_utf8_lossy(&chat.stderr)
-    );
+        .assert()
+        .success();
 }
 
 #[test]
@@ -223,13 +209,10 @@ fn synthetic_model_runs_every_command() {
         .arg("bench")
         .arg(&model)
         .args(["-p", "8", "-n", "4", "-r", "2", "--threads", "2", "--json"])
-        .output()
-        .unwrap();
-    assert!(
-        bench.status.success(),
-        "{}",
-        String::from_utf8_lossy(&bench.stderr)
-    );
+        .assert()
+        .success()
+        .get_output()
+        .clone();
     let r: serde_json::Value = serde_json::from_slice(&bench.stdout).unwrap();
     assert_eq!(r["prompt"]["samples"].as_array().unwrap().len(), 2);
     // A model against itself agrees exactly (no tokenizer merges needed: byte tokens).
@@ -239,13 +222,10 @@ fn synthetic_model_runs_every_command() {
         .arg("--against")
         .arg(&model)
         .arg("--json")
-        .output()
-        .unwrap();
-    assert!(
-        same.status.success(),
-        "{}",
-        String::from_utf8_lossy(&same.stderr)
-    );
+        .assert()
+        .success()
+        .get_output()
+        .clone();
     let r: serde_json::Value = serde_json::from_slice(&same.stdout).unwrap();
     assert_eq!(r["overall"]["mean_abs_diff"], 0.0);
     // The converter carries the synthetic tokenizer into the GGUF, so text works too.
