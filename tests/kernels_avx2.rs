@@ -1,5 +1,5 @@
-//! AVX2 kernels equal the scalar reference: exactly in integer accumulators, within a stated
-//! tolerance for the float (F16/F32) dot products. Skips loudly without AVX2.
+//! AVX2 kernels equal the scalar reference: exactly in integer accumulators, and bit for bit in
+//! the float (F16/F32) dot products and weighted sums. Skips loudly without AVX2.
 
 use crate::kernels_support::*;
 use bitnet_gguf::layout::tiling::{Tl1Tiling, Tl2Tiling};
@@ -190,33 +190,68 @@ proptest! {
         prop_assert_eq!(ys.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), ya.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
     }
 
-    /// F16/F32: AVX2 sums in 16 lanes, scalar in order; both are within 1e-5 relative to Σ|w·x|.
+    /// F16/F32 matmuls, strided dots and weighted sums (attention over a KV cache): the scalar
+    /// reference sums in the AVX2 kernel's lane order, so the bits are equal, tails included.
     #[test]
-    fn dense_avx2_close_to_scalar(m in 1usize..11, k in 1usize..300, seed: u64) {
+    fn dense_avx2_equals_scalar(m in 1usize..11, k in 1usize..300, pad in 0usize..40, seed: u64) {
         let Some((s, a)) = pair() else { return Ok(()) };
-        let t = ternary(seed, m * k + k);
-        let wf: Vec<f32> = t[..m * k].iter().enumerate().map(|(i, &v)| f32::from(v) * (1.0 + (i % 13) as f32 / 7.0)).collect();
-        let x: Vec<f32> = t[m * k..].iter().enumerate().map(|(i, &v)| f32::from(v) * 0.5 + (i % 5) as f32 * 0.01).collect();
+        let floats = |n: usize, salt: u64| -> Vec<f32> {
+            let t = ternary(seed ^ salt, n);
+            t.iter().enumerate().map(|(i, &v)| f32::from(v) * (1.0 + (i % 13) as f32 / 7.0) + (i % 5) as f32 * 0.013).collect()
+        };
+        let (wf, x, weights) = (floats(m * (k + pad), 1), floats(k, 2), floats(m, 3));
         let w16: Vec<u8> = wf.iter().flat_map(|&v| half::f16::from_f32(v).to_le_bytes()).collect();
         let w32: Vec<u8> = wf.iter().flat_map(|&v| v.to_le_bytes()).collect();
-        let shape = Shape::new(m, k);
-        for f16 in [true, false] {
+        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        for format in [DenseFormat::F16, DenseFormat::F32] {
+            let bytes = if format == DenseFormat::F16 { &w16 } else { &w32 };
+            // Packed rows through the threaded matmul.
             let (mut ys, mut ya) = (vec![0.0; m], vec![0.0; m]);
-            if f16 {
-                let w = F16Weights::new(&w16, shape).unwrap();
+            let packed = &bytes[..m * k * format.bytes()];
+            if format == DenseFormat::F16 {
+                let w = F16Weights::new(packed, Shape::new(m, k)).unwrap();
                 s.f16(&w, &x, &mut ys).unwrap();
                 a.f16(&w, &x, &mut ya).unwrap();
             } else {
-                let w = F32Weights::new(&w32, shape).unwrap();
+                let w = F32Weights::new(packed, Shape::new(m, k)).unwrap();
                 s.f32(&w, &x, &mut ys).unwrap();
                 a.f32(&w, &x, &mut ya).unwrap();
             }
-            for r in 0..m {
-                let mag: f32 = (0..k).map(|c| (wf[r * k + c] * x[c]).abs()).sum();
-                prop_assert!((ys[r] - ya[r]).abs() <= 1e-5 * mag + 1e-6, "row {} {} vs {}", r, ys[r], ya[r]);
-            }
+            prop_assert_eq!(bits(&ys), bits(&ya));
+            // Rows `pad` elements apart.
+            let stride = (k + pad) * format.bytes();
+            s.dense_dots(format, bytes, stride, &x, &mut ys).unwrap();
+            a.dense_dots(format, bytes, stride, &x, &mut ya).unwrap();
+            prop_assert_eq!(bits(&ys), bits(&ya));
+            let (mut zs, mut za) = (x.clone(), x.clone());
+            s.dense_weighted_sum(format, bytes, stride, &weights, &mut zs).unwrap();
+            a.dense_weighted_sum(format, bytes, stride, &weights, &mut za).unwrap();
+            prop_assert_eq!(bits(&zs), bits(&za));
         }
     }
+}
+
+#[test]
+fn strided_dense_calls_check_their_bounds() {
+    let k = Kernels::new(1, None).unwrap();
+    let bytes = vec![0u8; 2 * 10];
+    let mut out = [0.0f32; 3];
+    // Three rows of 4 F16 values, 8 bytes apart: the last ends at byte 24 > 20.
+    assert!(k
+        .dense_dots(DenseFormat::F16, &bytes, 8, &[0.0; 4], &mut out)
+        .is_err());
+    assert!(k
+        .dense_dots(DenseFormat::F16, &bytes, 6, &[0.0; 4], &mut out)
+        .is_err());
+    assert!(k
+        .dense_dots(DenseFormat::F16, &bytes, 6, &[0.0; 3], &mut out)
+        .is_ok());
+    assert!(k
+        .dense_weighted_sum(DenseFormat::F32, &bytes, 4, &[1.0; 3], &mut out[..2])
+        .is_err());
+    assert!(k
+        .dense_weighted_sum(DenseFormat::F32, &bytes, 8, &[1.0; 2], &mut out[..2])
+        .is_ok());
 }
 
 /// TQ2_0 / TQ1_0 per-block dots are the exact Σ t·q of the packed ternary weights.

@@ -115,19 +115,11 @@ fn avx2_and_scalar_kernels_give_the_same_logits() {
     let avx2 = kernels(Some(Isa::Avx2));
     for layout in LAYOUTS {
         with_model(layout, |m, _| {
+            // Integer accumulators are identical and the float kernels sum in the same lane
+            // order, so the logits are bit-identical.
             let a = all_logits(m, &scalar, true);
             let b = all_logits(m, &avx2, true);
-            // Integer accumulators are identical; only the F16 lm_head sums in another order.
-            let mut agreement = Agreement::default();
-            for (x, y) in a.iter().zip(&b) {
-                agreement.add(x, y, 512);
-            }
-            assert_eq!(agreement.top1_agree, agreement.positions, "{layout}");
-            assert!(
-                agreement.max_abs_diff < 1e-4,
-                "{layout}: {}",
-                agreement.max_abs_diff
-            );
+            assert!(a == b, "{layout}: scalar and AVX2 logits differ");
         });
     }
 }

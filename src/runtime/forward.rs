@@ -9,7 +9,8 @@
 use super::error::Error;
 use super::kernels::{Kernels, QuantRule, QuantizedRows};
 use super::model::{Layer, Model};
-use super::ops::{relu2_mul, rms_norm_in_place, softmax_in_place, KvCache, RopeTable};
+pub use super::ops::KvPrecision;
+use super::ops::{relu2_mul, rms_norm_in_place, KvCache, RopeTable};
 
 /// Upper bound of the capacity taken from the file's `context_length` by `Session::new(.., 0)`.
 pub const MAX_DEFAULT_CONTEXT: usize = 32_768;
@@ -23,77 +24,6 @@ pub enum Logits {
     Last,
     /// Every new position's logits (`tokens × vocab`, row-major).
     All,
-}
-
-/// Storage precision of the key/value cache.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum KvPrecision {
-    /// f32 keys, values, queries and attention weights: the arithmetic of transformers (the
-    /// default: an F16 cache rounds v before `attn_sub_norm` and the int8 quantizer, which on
-    /// ref-tiny moves logits by 0.066 mean |Δ| from transformers instead of ~0.01).
-    #[default]
-    F32,
-    /// llama.cpp's default: F16 cache, query and attention weights rounded to F16
-    /// (`bitnet-arch.md` §8.4).
-    F16,
-}
-
-/// A per-layer key/value cache in f32.
-#[derive(Debug, Clone)]
-struct KvCacheF32 {
-    kv_dim: usize,
-    keys: Vec<f32>,
-    values: Vec<f32>,
-}
-
-impl KvCacheF32 {
-    fn attend(
-        &self,
-        q: &[f32],
-        n_pos: usize,
-        (n_head, n_head_kv, head_dim): (usize, usize, usize),
-        out: &mut [f32],
-        scores: &mut [f32],
-    ) {
-        let group = n_head / n_head_kv;
-        let scale = 1.0 / (head_dim as f32).sqrt();
-        for h in 0..n_head {
-            let kv = h / group;
-            let qh = &q[h * head_dim..(h + 1) * head_dim];
-            let scores = &mut scores[..n_pos];
-            for (p, s) in scores.iter_mut().enumerate() {
-                let k = &self.keys[p * self.kv_dim + kv * head_dim..][..head_dim];
-                *s = k.iter().zip(qh).map(|(a, b)| a * b).sum::<f32>() * scale;
-            }
-            softmax_in_place(scores);
-            let o = &mut out[h * head_dim..(h + 1) * head_dim];
-            o.fill(0.0);
-            for (p, &w) in scores.iter().enumerate() {
-                let v = &self.values[p * self.kv_dim + kv * head_dim..][..head_dim];
-                for (acc, &x) in o.iter_mut().zip(v) {
-                    *acc += w * x;
-                }
-            }
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-enum Cache {
-    F16(KvCache),
-    F32(KvCacheF32),
-}
-
-impl Cache {
-    fn clear(&mut self) {
-        match self {
-            Cache::F16(c) => c.clear(),
-            Cache::F32(c) => {
-                c.keys.clear();
-                c.values.clear();
-            }
-        }
-    }
 }
 
 /// Reusable buffers of one forward call.
@@ -121,7 +51,7 @@ pub struct Session<'a> {
     model: &'a Model<'a>,
     kernels: &'a Kernels,
     rope: RopeTable,
-    caches: Vec<Cache>,
+    caches: Vec<KvCache>,
     capacity: usize,
     pos: usize,
     scratch: Scratch,
@@ -154,14 +84,7 @@ impl<'a> Session<'a> {
             kernels,
             rope: RopeTable::new(hp.rope_dims, hp.rope_theta),
             caches: (0..hp.block_count)
-                .map(|_| match precision {
-                    KvPrecision::F16 => Cache::F16(KvCache::new(hp.kv_dim(), capacity)),
-                    KvPrecision::F32 => Cache::F32(KvCacheF32 {
-                        kv_dim: hp.kv_dim(),
-                        keys: Vec::new(),
-                        values: Vec::new(),
-                    }),
-                })
+                .map(|_| KvCache::new(precision, hp.kv_dim(), capacity))
                 .collect(),
             capacity,
             pos: 0,
@@ -192,7 +115,7 @@ impl<'a> Session<'a> {
     /// Forgets every cached position.
     pub fn reset(&mut self) {
         self.pos = 0;
-        self.caches.iter_mut().for_each(Cache::clear);
+        self.caches.iter_mut().for_each(KvCache::clear);
     }
 
     /// Runs `tokens` (positions `position()..`) through the network and returns the requested
@@ -324,15 +247,7 @@ impl<'a> Session<'a> {
             self.rope
                 .apply(&mut s.k[t * kvd..(t + 1) * kvd], hd, &s.cos, &s.sin);
             let (key, value) = (&s.k[t * kvd..(t + 1) * kvd], &s.v[t * kvd..(t + 1) * kvd]);
-            let pushed = match cache {
-                Cache::F16(c) => c.push(key, value),
-                Cache::F32(c) => {
-                    c.keys.extend_from_slice(key);
-                    c.values.extend_from_slice(value);
-                    true
-                }
-            };
-            if !pushed {
+            if !cache.push(key, value) {
                 return Err(Error::ContextFull {
                     needed: self.pos + n,
                     capacity: self.capacity,
@@ -343,16 +258,9 @@ impl<'a> Session<'a> {
         s.scores.resize(self.pos + n, 0.0);
         let pos = self.pos;
         let cache = &*cache;
+        let heads = (hp.head_count, hp.head_count_kv, hd);
         let attend_token = |t: usize, q: &[f32], out: &mut [f32], scores: &mut [f32]| {
-            let n_pos = pos + t + 1;
-            match cache {
-                Cache::F16(c) => {
-                    c.attend(q, n_pos, hp.head_count, hp.head_count_kv, hd, out, scores)
-                }
-                Cache::F32(c) => {
-                    c.attend(q, n_pos, (hp.head_count, hp.head_count_kv, hd), out, scores)
-                }
-            }
+            cache.attend(k, q, pos + t + 1, heads, out, scores)
         };
         if n > 1 && k.threads() > 1 {
             // Prompt: tokens attend independently (the cache already holds all n positions),
@@ -363,13 +271,13 @@ impl<'a> Session<'a> {
                 .par_chunks_mut(qd)
                 .zip(s.q.par_chunks(qd))
                 .enumerate()
-                .for_each_init(
+                .try_for_each_init(
                     || vec![0f32; pos + n],
                     |scores, (t, (out, q))| attend_token(t, q, out, scores),
-                );
+                )?;
         } else {
             for (t, (out, q)) in s.att.chunks_mut(qd).zip(s.q.chunks(qd)).enumerate() {
-                attend_token(t, q, out, &mut s.scores);
+                attend_token(t, q, out, &mut s.scores)?;
             }
         }
         for row in s.att.chunks_exact_mut(qd) {

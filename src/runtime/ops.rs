@@ -1,6 +1,7 @@
 //! Float operations of the BitNet b1.58 forward pass, with ggml's numerics
 //! (`spec/bitnet-arch.md` §8): RMSNorm, NEOX RoPE, causal grouped-query attention, relu².
 
+use super::kernels::{DenseFormat, Error as KernelError, Kernels};
 use half::f16;
 
 /// RMSNorm as ggml computes it: squares in f32 summed in f64, `mean = (f32)(sum / n)`,
@@ -91,24 +92,59 @@ pub fn softmax_in_place(x: &mut [f32]) {
     }
 }
 
-/// A per-layer key/value cache stored in F16, as llama.cpp's default `type_k`/`type_v`.
+/// Storage precision of the key/value cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KvPrecision {
+    /// f32 keys, values, queries and attention weights: the arithmetic of transformers (the
+    /// default: an F16 cache rounds v before `attn_sub_norm` and the int8 quantizer, which on
+    /// ref-tiny moves logits by 0.066 mean |Δ| from transformers instead of ~0.01).
+    #[default]
+    F32,
+    /// llama.cpp's default: F16 cache, query and attention weights rounded to F16
+    /// (`bitnet-arch.md` §8.4).
+    F16,
+}
+
+impl KvPrecision {
+    fn format(self) -> DenseFormat {
+        match self {
+            KvPrecision::F32 => DenseFormat::F32,
+            KvPrecision::F16 => DenseFormat::F16,
+        }
+    }
+
+    /// Rounds `x` to what this precision stores (F16: to the nearest half; F32: unchanged).
+    fn round(self, x: &mut [f32]) {
+        if self == KvPrecision::F16 {
+            for v in x {
+                *v = f16::from_f32(*v).to_f32();
+            }
+        }
+    }
+}
+
+/// A per-layer key/value cache: little-endian F16 (llama.cpp's default `type_k`/`type_v`) or
+/// f32 values, one row of `kv_dim` (kv heads × head dim) per position, grown as positions
+/// arrive up to a fixed capacity.
 #[derive(Debug, Clone)]
 pub struct KvCache {
+    precision: KvPrecision,
     kv_dim: usize,
     capacity: usize,
-    keys: Vec<f16>,
-    values: Vec<f16>,
+    keys: Vec<u8>,
+    values: Vec<u8>,
     len: usize,
 }
 
 impl KvCache {
-    /// A cache for `capacity` positions of `kv_dim` values (kv heads × head dim).
-    pub fn new(kv_dim: usize, capacity: usize) -> Self {
+    /// An empty cache for up to `capacity` positions of `kv_dim` values.
+    pub fn new(precision: KvPrecision, kv_dim: usize, capacity: usize) -> Self {
         Self {
+            precision,
             kv_dim,
             capacity,
-            keys: vec![f16::ZERO; kv_dim * capacity],
-            values: vec![f16::ZERO; kv_dim * capacity],
+            keys: Vec::new(),
+            values: Vec::new(),
             len: 0,
         }
     }
@@ -130,20 +166,23 @@ impl KvCache {
 
     /// Forgets every position.
     pub fn clear(&mut self) {
+        self.keys.clear();
+        self.values.clear();
         self.len = 0;
     }
 
-    /// Appends one position's key and value; returns false when full.
+    /// Appends one position's key and value (`kv_dim` values each); returns false when full.
     pub fn push(&mut self, key: &[f32], value: &[f32]) -> bool {
         if self.len == self.capacity {
             return false;
         }
-        let at = self.len * self.kv_dim;
-        for (d, &s) in self.keys[at..at + self.kv_dim].iter_mut().zip(key) {
-            *d = f16::from_f32(s);
-        }
-        for (d, &s) in self.values[at..at + self.kv_dim].iter_mut().zip(value) {
-            *d = f16::from_f32(s);
+        for (store, src) in [(&mut self.keys, key), (&mut self.values, value)] {
+            match self.precision {
+                KvPrecision::F16 => {
+                    store.extend(src.iter().flat_map(|&v| f16::from_f32(v).to_le_bytes()))
+                }
+                KvPrecision::F32 => store.extend(src.iter().flat_map(|&v| v.to_le_bytes())),
+            }
         }
         self.len += 1;
         true
@@ -151,44 +190,41 @@ impl KvCache {
 
     /// Causal grouped-query attention of one query position over the first `n_pos` cached
     /// positions. `q` holds `n_head` heads of `head_dim`; query head `h` reads kv head
-    /// `h / (n_head / n_head_kv)`. Scores use the query rounded to F16 (ggml's F16 dot) and a
-    /// softmax in f32; `scratch` must hold `n_pos` floats.
+    /// `h / (n_head / n_head_kv)`. An F16 cache rounds the query and the attention weights to
+    /// F16 (ggml's F16 dot and F16 `kq`); the softmax is in f32. `scores` must hold `n_pos`
+    /// floats.
     #[allow(clippy::too_many_arguments)]
     pub fn attend(
         &self,
+        kernels: &Kernels,
         q: &[f32],
         n_pos: usize,
-        n_head: usize,
-        n_head_kv: usize,
-        head_dim: usize,
+        (n_head, n_head_kv, head_dim): (usize, usize, usize),
         out: &mut [f32],
-        scratch: &mut [f32],
-    ) {
+        scores: &mut [f32],
+    ) -> Result<(), KernelError> {
+        let format = self.precision.format();
+        let (elem, stride) = (format.bytes(), self.kv_dim * format.bytes());
         let group = n_head / n_head_kv;
         let scale = 1.0 / (head_dim as f32).sqrt();
-        for h in 0..n_head {
-            let kv = h / group;
-            let qh: Vec<f32> = q[h * head_dim..(h + 1) * head_dim]
-                .iter()
-                .map(|&v| f16::from_f32(v).to_f32())
-                .collect();
-            let scores = &mut scratch[..n_pos];
-            for (p, s) in scores.iter_mut().enumerate() {
-                let k = &self.keys[p * self.kv_dim + kv * head_dim..][..head_dim];
-                let dot: f32 = k.iter().zip(&qh).map(|(&a, &b)| a.to_f32() * b).sum();
-                *s = dot * scale;
+        let scores = &mut scores[..n_pos];
+        let used = n_pos * stride;
+        for (h, o) in out.chunks_exact_mut(head_dim).take(n_head).enumerate() {
+            // Head kv's rows: `head_dim` values every `stride` bytes.
+            let at = h / group * head_dim * elem;
+            // The (rounded) query goes in the output slice, which is overwritten below.
+            o.copy_from_slice(&q[h * head_dim..(h + 1) * head_dim]);
+            self.precision.round(o);
+            kernels.dense_dots(format, &self.keys[at..used], stride, o, scores)?;
+            for s in scores.iter_mut() {
+                *s *= scale;
             }
             softmax_in_place(scores);
-            let o = &mut out[h * head_dim..(h + 1) * head_dim];
+            self.precision.round(scores);
             o.fill(0.0);
-            for (p, &w) in scores.iter().enumerate() {
-                let w = f16::from_f32(w).to_f32();
-                let v = &self.values[p * self.kv_dim + kv * head_dim..][..head_dim];
-                for (acc, &x) in o.iter_mut().zip(v) {
-                    *acc += w * x.to_f32();
-                }
-            }
+            kernels.dense_weighted_sum(format, &self.values[at..used], stride, scores, o)?;
         }
+        Ok(())
     }
 }
 
@@ -228,13 +264,18 @@ mod tests {
 
     #[test]
     fn attention_over_one_position_returns_its_value() {
-        let mut cache = KvCache::new(4, 8);
-        cache.push(&[1.0, 0.0, 0.0, 0.0], &[0.25, -0.5, 1.0, 2.0]);
-        let q = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0];
-        let mut out = [0.0f32; 8];
-        let mut scratch = [0.0f32; 8];
-        cache.attend(&q, 1, 2, 1, 4, &mut out, &mut scratch);
-        assert_eq!(out, [0.25, -0.5, 1.0, 2.0, 0.25, -0.5, 1.0, 2.0]);
+        for precision in [KvPrecision::F16, KvPrecision::F32] {
+            let kernels = Kernels::new(1, None).unwrap();
+            let mut cache = KvCache::new(precision, 4, 8);
+            cache.push(&[1.0, 0.0, 0.0, 0.0], &[0.25, -0.5, 1.0, 2.0]);
+            let q = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0];
+            let mut out = [0.0f32; 8];
+            let mut scratch = [0.0f32; 8];
+            cache
+                .attend(&kernels, &q, 1, (2, 1, 4), &mut out, &mut scratch)
+                .unwrap();
+            assert_eq!(out, [0.25, -0.5, 1.0, 2.0, 0.25, -0.5, 1.0, 2.0]);
+        }
     }
 
     #[test]

@@ -63,23 +63,35 @@ pub fn i2s_dot_rows(w: &[u8], k: usize, q: &[i8], ntok: usize, out: &mut [i32]) 
 unsafe fn i2s_dot_rows_imp(w: &[u8], k: usize, q: &[i8], ntok: usize, out: &mut [i32]) {
     let nrows = out.len() / ntok.max(1);
     let mut r = 0;
+    if ntok >= 4 && nrows >= 2 {
+        // Prompt GEMM: int16-accumulating 2×4 tiles. Tokens are the outer loop so that the 4
+        // tokens' activations (4·K bytes) stay in L1 while every row pair streams past them; the
+        // other order re-reads all tokens' activations (up to 128·6912 bytes, the size of L2)
+        // for every row pair.
+        let (pairs, tiled) = (nrows / 2 * 2, ntok / 4 * 4);
+        for t in (0..tiled).step_by(4) {
+            for r in (0..pairs).step_by(2) {
+                // SAFETY: rows r, r+1 and tokens t..t+4 are in range.
+                unsafe { i2s_tile_gemm(w, q, out, I2sAt { r, t, ntok, k }) };
+            }
+        }
+        for r in (0..pairs).step_by(2) {
+            for t in tiled..ntok {
+                // SAFETY: rows r, r+1 and token t are in range.
+                unsafe { i2s_tile::<2, 1>(w, q, out, I2sAt { r, t, ntok, k }) };
+            }
+        }
+        r = pairs;
+    }
     while r < nrows {
-        // One token: 4 rows share each activation load. Several tokens: each weight row's codes
-        // are unpacked once and used for 4 tokens.
+        // One token: 4 rows share each activation load. Several tokens (the row left over by
+        // the GEMM above): each weight row's codes are unpacked once and used for 4 tokens.
         let rr = match (ntok >= 4, nrows - r) {
             (false, n) if n >= 4 => 4,
             (true, n) if n >= 2 => 2,
             _ => 1,
         };
         let mut t = 0;
-        if rr == 2 {
-            // Prompt GEMM: int16-accumulating 2×4 tiles; the tiles below take the rest.
-            while ntok - t >= 4 {
-                // SAFETY: rows r, r+1 and tokens t..t+4 are in range.
-                unsafe { i2s_tile_gemm(w, q, out, I2sAt { r, t, ntok, k }) };
-                t += 4;
-            }
-        }
         while t < ntok {
             let tt = if ntok - t >= 4 { 4 } else { 1 };
             let at = I2sAt { r, t, ntok, k };
@@ -706,17 +718,56 @@ unsafe fn q6_k_row_imp(row: &[u8], q: &[i8], bsums: &[i16], out: &mut [i32], d_o
 // Dense F16 / F32.
 
 /// See `scalar::f16_rows`.
-pub fn f16_rows(w: &[u8], x: &[f32], out: &mut [f32]) {
-    assert!(w.len() >= out.len() * x.len() * 2);
+pub fn f16_rows(w: &[u8], row_stride: usize, x: &[f32], out: &mut [f32]) {
+    assert!(strided_rows_fit(
+        w.len(),
+        row_stride,
+        out.len(),
+        x.len() * 2
+    ));
     // SAFETY: length checked above; AVX2/FMA/F16C checked when the table was chosen.
-    unsafe { dense_rows_imp::<true>(w, x, out) }
+    unsafe { dense_rows_imp::<true>(w, row_stride, x, out) }
 }
 
 /// See `scalar::f32_rows`.
-pub fn f32_rows(w: &[u8], x: &[f32], out: &mut [f32]) {
-    assert!(w.len() >= out.len() * x.len() * 4);
+pub fn f32_rows(w: &[u8], row_stride: usize, x: &[f32], out: &mut [f32]) {
+    assert!(strided_rows_fit(
+        w.len(),
+        row_stride,
+        out.len(),
+        x.len() * 4
+    ));
     // SAFETY: as `f16_rows`.
-    unsafe { dense_rows_imp::<false>(w, x, out) }
+    unsafe { dense_rows_imp::<false>(w, row_stride, x, out) }
+}
+
+/// See `scalar::f16_weighted_rows`.
+pub fn f16_weighted_rows(v: &[u8], row_stride: usize, weights: &[f32], out: &mut [f32]) {
+    assert!(strided_rows_fit(
+        v.len(),
+        row_stride,
+        weights.len(),
+        out.len() * 2
+    ));
+    // SAFETY: as `f16_rows`.
+    unsafe { weighted_rows_imp::<true>(v, row_stride, weights, out) }
+}
+
+/// See `scalar::f32_weighted_rows`.
+pub fn f32_weighted_rows(v: &[u8], row_stride: usize, weights: &[f32], out: &mut [f32]) {
+    assert!(strided_rows_fit(
+        v.len(),
+        row_stride,
+        weights.len(),
+        out.len() * 4
+    ));
+    // SAFETY: as `f16_rows`.
+    unsafe { weighted_rows_imp::<false>(v, row_stride, weights, out) }
+}
+
+/// Whether `rows` rows of `row_bytes` bytes, `stride` bytes apart, lie inside `len` bytes.
+fn strided_rows_fit(len: usize, stride: usize, rows: usize, row_bytes: usize) -> bool {
+    rows == 0 || (stride >= row_bytes && (rows - 1) * stride + row_bytes <= len)
 }
 
 #[inline]
@@ -732,33 +783,41 @@ unsafe fn load8<const F16: bool>(row: *const u8, i: usize) -> __m256 {
     }
 }
 
+/// `acc + w·x` as a separate multiply and add: the scalar reference's rounding (no FMA).
+#[inline]
+#[target_feature(enable = "avx2")]
+fn mul_add(acc: __m256, w: __m256, x: __m256) -> __m256 {
+    _mm256_add_ps(acc, _mm256_mul_ps(w, x))
+}
+
+/// Element `i` of a little-endian F16 or F32 row, for the scalar tails.
+fn elem_at<const F16: bool>(row: &[u8], i: usize) -> f32 {
+    if F16 {
+        half::f16::from_le_bytes([row[2 * i], row[2 * i + 1]]).to_f32()
+    } else {
+        f32::from_le_bytes([row[4 * i], row[4 * i + 1], row[4 * i + 2], row[4 * i + 3]])
+    }
+}
+
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn dense_rows_imp<const F16: bool>(w: &[u8], x: &[f32], out: &mut [f32]) {
+unsafe fn dense_rows_imp<const F16: bool>(w: &[u8], row_stride: usize, x: &[f32], out: &mut [f32]) {
     let k = x.len();
     let elem = if F16 { 2 } else { 4 };
-    let row_bytes = k * elem;
     let k16 = k / 16 * 16;
     let xp = x.as_ptr();
-    let tail = |row: &[u8], from: usize| -> f32 {
-        (from..k)
-            .map(|i| {
-                let v = if F16 {
-                    half::f16::from_le_bytes([row[2 * i], row[2 * i + 1]]).to_f32()
-                } else {
-                    f32::from_le_bytes([row[4 * i], row[4 * i + 1], row[4 * i + 2], row[4 * i + 3]])
-                };
-                v * x[i]
-            })
-            .sum()
-    };
+    let row_at = |r: usize| &w[r * row_stride..][..k * elem];
+    let tail =
+        |row: &[u8], from: usize| -> f32 { (from..k).map(|i| elem_at::<F16>(row, i) * x[i]).sum() };
     let mut r = 0;
-    // Four rows at a time share each activation load; two accumulators per row hide FMA latency.
+    // Four rows at a time share each activation load; two accumulators per row hide the add
+    // latency. Multiply and add are separate so the sums equal `scalar::lane_dot`'s bits.
     while r + 4 <= out.len() {
-        let rows = [0, 1, 2, 3].map(|i| w[(r + i) * row_bytes..(r + i + 1) * row_bytes].as_ptr());
+        let rows = [0, 1, 2, 3].map(|i| row_at(r + i).as_ptr());
         let mut acc = [[_mm256_setzero_ps(); 2]; 4];
-        // Prefetch the next four rows (contiguous after these), two lines per step, as the
-        // I2_S GEMV does: four interleaved streams train the hardware prefetcher poorly.
-        let next = rows[0].wrapping_add(4 * row_bytes);
+        // Prefetch the next four rows (contiguous after these when the rows are packed), two
+        // lines per step, as the I2_S GEMV does: four interleaved streams train the hardware
+        // prefetcher poorly.
+        let next = rows[0].wrapping_add(4 * row_stride);
         let step_bytes = 16 * elem * 4;
         let mut i = 0;
         while i < k16 {
@@ -773,31 +832,76 @@ unsafe fn dense_rows_imp<const F16: bool>(w: &[u8], x: &[f32], out: &mut [f32]) 
             let (x0, x1) = unsafe { (_mm256_loadu_ps(xp.add(i)), _mm256_loadu_ps(xp.add(i + 8))) };
             for (a, &p) in acc.iter_mut().zip(&rows) {
                 let (w0, w1) = unsafe { (load8::<F16>(p, i), load8::<F16>(p, i + 8)) };
-                a[0] = _mm256_fmadd_ps(w0, x0, a[0]);
-                a[1] = _mm256_fmadd_ps(w1, x1, a[1]);
+                a[0] = mul_add(a[0], w0, x0);
+                a[1] = mul_add(a[1], w1, x1);
             }
             i += 16;
         }
         for (j, a) in acc.iter().enumerate() {
-            let row = &w[(r + j) * row_bytes..(r + j + 1) * row_bytes];
-            out[r + j] = unsafe { hsum_f32(_mm256_add_ps(a[0], a[1])) } + tail(row, k16);
+            out[r + j] = unsafe { hsum_f32(_mm256_add_ps(a[0], a[1])) } + tail(row_at(r + j), k16);
         }
         r += 4;
     }
     while r < out.len() {
-        let row = &w[r * row_bytes..(r + 1) * row_bytes];
+        let row = row_at(r);
         let mut acc = [_mm256_setzero_ps(); 2];
         let mut i = 0;
         while i < k16 {
             // SAFETY: i + 16 <= k.
             unsafe {
                 let (x0, x1) = (_mm256_loadu_ps(xp.add(i)), _mm256_loadu_ps(xp.add(i + 8)));
-                acc[0] = _mm256_fmadd_ps(load8::<F16>(row.as_ptr(), i), x0, acc[0]);
-                acc[1] = _mm256_fmadd_ps(load8::<F16>(row.as_ptr(), i + 8), x1, acc[1]);
+                acc[0] = mul_add(acc[0], load8::<F16>(row.as_ptr(), i), x0);
+                acc[1] = mul_add(acc[1], load8::<F16>(row.as_ptr(), i + 8), x1);
             }
             i += 16;
         }
         out[r] = unsafe { hsum_f32(_mm256_add_ps(acc[0], acc[1])) } + tail(row, k16);
         r += 1;
+    }
+}
+
+/// `out += Σ_p weights[p] · row_p`, up to 64 output lanes held in registers over all rows;
+/// every lane adds `weights[p] · v` in order of p with a separate multiply and add, exactly as
+/// the scalar reference.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn weighted_rows_imp<const F16: bool>(
+    v: &[u8],
+    row_stride: usize,
+    weights: &[f32],
+    out: &mut [f32],
+) {
+    const LANES: usize = 8;
+    const REGS: usize = 8;
+    let n = out.len();
+    let n8 = n / LANES * LANES;
+    let vp = v.as_ptr();
+    let mut j0 = 0;
+    while j0 < n8 {
+        let regs = ((n8 - j0) / LANES).min(REGS);
+        let mut acc = [_mm256_setzero_ps(); REGS];
+        for (i, a) in acc.iter_mut().enumerate().take(regs) {
+            // SAFETY: j0 + 8·i + 8 <= n8 <= out.len().
+            *a = unsafe { _mm256_loadu_ps(out.as_ptr().add(j0 + i * LANES)) };
+        }
+        for (p, &wp) in weights.iter().enumerate() {
+            let wv = _mm256_set1_ps(wp);
+            // SAFETY: row p holds out.len() values from byte p·row_stride (checked by callers).
+            let row = unsafe { vp.add(p * row_stride) };
+            for (i, a) in acc.iter_mut().enumerate().take(regs) {
+                let x = unsafe { load8::<F16>(row, j0 + i * LANES) };
+                *a = mul_add(*a, wv, x);
+            }
+        }
+        for (i, a) in acc.iter().enumerate().take(regs) {
+            // SAFETY: as the loads above.
+            unsafe { _mm256_storeu_ps(out.as_mut_ptr().add(j0 + i * LANES), *a) };
+        }
+        j0 += regs * LANES;
+    }
+    for (p, &wp) in weights.iter().enumerate() {
+        let row = &v[p * row_stride..];
+        for (j, o) in out.iter_mut().enumerate().skip(n8) {
+            *o += wp * elem_at::<F16>(row, j);
+        }
     }
 }

@@ -739,7 +739,7 @@ type I2sDotRows = fn(&[u8], usize, &[i8], usize, &mut [i32]);
 type Tl1TileFn = fn(Tl1Tile<'_>, &[u8], &mut [i32]);
 type Tl2TileFn = fn(Tl2Tile<'_>, &[u8], &[u8], &mut [i32]);
 type BlockRowFn = fn(&[u8], &[i8], &mut [i32]);
-type DenseRowsFn = fn(&[u8], &[f32], &mut [f32]);
+type DenseRowsFn = fn(&[u8], usize, &[f32], &mut [f32]);
 type Q8RowFn = fn(&[u8], &[i8], &mut [i32], &mut [f32]);
 type Q6kRowFn = fn(&[u8], &[i8], &[i16], &mut [i32], &mut [f32]);
 
@@ -756,6 +756,8 @@ pub struct KernelTable {
     q6_k_row: Q6kRowFn,
     f16_rows: DenseRowsFn,
     f32_rows: DenseRowsFn,
+    f16_weighted_rows: DenseRowsFn,
+    f32_weighted_rows: DenseRowsFn,
 }
 
 const SCALAR: KernelTable = KernelTable {
@@ -769,6 +771,8 @@ const SCALAR: KernelTable = KernelTable {
     q6_k_row: scalar::q6_k_row,
     f16_rows: scalar::f16_rows,
     f32_rows: scalar::f32_rows,
+    f16_weighted_rows: scalar::f16_weighted_rows,
+    f32_weighted_rows: scalar::f32_weighted_rows,
 };
 
 #[cfg(target_arch = "x86_64")]
@@ -783,6 +787,8 @@ const AVX2: KernelTable = KernelTable {
     q6_k_row: avx2::q6_k_row,
     f16_rows: avx2::f16_rows,
     f32_rows: avx2::f32_rows,
+    f16_weighted_rows: avx2::f16_weighted_rows,
+    f32_weighted_rows: avx2::f32_weighted_rows,
 };
 
 impl KernelTable {
@@ -1217,8 +1223,7 @@ impl Kernels {
     }
 
     /// F16 matmul with f32 activations: `y[t*M + r] = Σ_k f16(w[r][k]) · x[t*K + k]`, f32
-    /// accumulation (AVX2: F16C + FMA, 8-lane partial sums, so it differs from the in-order
-    /// scalar sum by rounding only).
+    /// accumulation in 16 lanes, the same bits on every ISA (`scalar::lane_dot`).
     pub fn f16(&self, w: &F16Weights<'_>, x: &[f32], y: &mut [f32]) -> Result<(), Error> {
         self.dense(w.bytes, w.shape, 2, self.table.f16_rows, x, y)
     }
@@ -1226,6 +1231,51 @@ impl Kernels {
     /// F32 matmul, as [`Kernels::f16`].
     pub fn f32(&self, w: &F32Weights<'_>, x: &[f32], y: &mut [f32]) -> Result<(), Error> {
         self.dense(w.bytes, w.shape, 4, self.table.f32_rows, x, y)
+    }
+
+    /// Dot products of `x` with `out.len()` F16 or F32 rows that start `row_stride` bytes
+    /// apart (`out[r] = Σ_k w_r[k]·x[k]`), on the calling thread: for callers that are already
+    /// spread over the pool, such as attention over a KV cache.
+    pub fn dense_dots(
+        &self,
+        format: DenseFormat,
+        w: &[u8],
+        row_stride: usize,
+        x: &[f32],
+        out: &mut [f32],
+    ) -> Result<(), Error> {
+        check_strided(w.len(), row_stride, out.len(), x.len() * format.bytes())?;
+        let kernel = match format {
+            DenseFormat::F16 => self.table.f16_rows,
+            DenseFormat::F32 => self.table.f32_rows,
+        };
+        kernel(w, row_stride, x, out);
+        Ok(())
+    }
+
+    /// Weighted sum of `weights.len()` F16 or F32 rows that start `row_stride` bytes apart,
+    /// added to `out` (`out[j] += Σ_p weights[p]·v_p[j]`, in order of p, the same bits on every
+    /// ISA), on the calling thread as [`Kernels::dense_dots`].
+    pub fn dense_weighted_sum(
+        &self,
+        format: DenseFormat,
+        v: &[u8],
+        row_stride: usize,
+        weights: &[f32],
+        out: &mut [f32],
+    ) -> Result<(), Error> {
+        check_strided(
+            v.len(),
+            row_stride,
+            weights.len(),
+            out.len() * format.bytes(),
+        )?;
+        let kernel = match format {
+            DenseFormat::F16 => self.table.f16_weighted_rows,
+            DenseFormat::F32 => self.table.f32_weighted_rows,
+        };
+        kernel(v, row_stride, weights, out);
+        Ok(())
     }
 
     fn dense(
@@ -1250,7 +1300,7 @@ impl Kernels {
             let mut buf = vec![0f32; r1 - r0];
             let w = &bytes[r0 * k * elem..r1 * k * elem];
             for (t, xt) in x.chunks_exact(k).enumerate() {
-                kernel(w, xt, &mut buf);
+                kernel(w, k * elem, xt, &mut buf);
                 for (i, &v) in buf.iter().enumerate() {
                     // SAFETY: rows r0..r1 belong to this task.
                     unsafe { out.write(t * m + r0 + i, v) };
@@ -1282,6 +1332,48 @@ fn check_sizes(
         });
     }
     check_out_len(tokens, per_token, out_len)
+}
+
+/// `rows` rows of `row_bytes` bytes, `stride` bytes apart, must lie inside `len` bytes.
+fn check_strided(len: usize, stride: usize, rows: usize, row_bytes: usize) -> Result<(), Error> {
+    if rows == 0 {
+        return Ok(());
+    }
+    if stride < row_bytes {
+        return Err(Error::SizeMismatch {
+            what: "row stride in bytes (at least one row)",
+            expected: row_bytes,
+            found: stride,
+        });
+    }
+    let needed = (rows - 1) * stride + row_bytes;
+    if len < needed {
+        return Err(Error::SizeMismatch {
+            what: "strided rows in bytes",
+            expected: needed,
+            found: len,
+        });
+    }
+    Ok(())
+}
+
+/// Element type of dense rows: little-endian F16 or F32.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DenseFormat {
+    /// IEEE half precision, 2 bytes.
+    F16,
+    /// IEEE single precision, 4 bytes.
+    F32,
+}
+
+impl DenseFormat {
+    /// Bytes per element.
+    pub fn bytes(self) -> usize {
+        match self {
+            DenseFormat::F16 => 2,
+            DenseFormat::F32 => 4,
+        }
+    }
 }
 
 /// The output-length half of [`check_sizes`] (F16/F32 derive the token count from `x`).

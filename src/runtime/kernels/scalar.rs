@@ -184,31 +184,67 @@ pub fn tq1_0_row(row: &[u8], q: &[i8], out: &mut [i32]) {
     }
 }
 
-/// F16 matvec: `out[r] = Σ_k f32(w[r][k]) · x[k]` for `out.len()` rows of `x.len()` little-endian
-/// f16 values, summed in order in f32.
-pub fn f16_rows(w: &[u8], x: &[f32], out: &mut [f32]) {
-    let row_bytes = x.len() * 2;
+/// F16 matvec: `out[r] = Σ_k f32(w_r[k]) · x[k]` for `out.len()` rows of `x.len()` little-endian
+/// f16 values, row r starting at byte `r * row_stride`, summed as [`lane_dot`] does.
+pub fn f16_rows(w: &[u8], row_stride: usize, x: &[f32], out: &mut [f32]) {
     for (r, o) in out.iter_mut().enumerate() {
-        let row = &w[r * row_bytes..(r + 1) * row_bytes];
-        *o = row
-            .chunks_exact(2)
-            .zip(x)
-            .map(|(h, &xv)| half::f16::from_le_bytes([h[0], h[1]]).to_f32() * xv)
-            .sum();
+        let row = &w[r * row_stride..][..x.len() * 2];
+        *o = lane_dot(|i| f16_at(&row[2 * i..]), x);
     }
 }
 
-/// F32 matvec over little-endian f32 rows, summed in order.
-pub fn f32_rows(w: &[u8], x: &[f32], out: &mut [f32]) {
-    let row_bytes = x.len() * 4;
+/// F32 matvec over little-endian f32 rows, as [`f16_rows`].
+pub fn f32_rows(w: &[u8], row_stride: usize, x: &[f32], out: &mut [f32]) {
     for (r, o) in out.iter_mut().enumerate() {
-        let row = &w[r * row_bytes..(r + 1) * row_bytes];
-        *o = row
-            .chunks_exact(4)
-            .zip(x)
-            .map(|(b, &xv)| f32::from_le_bytes([b[0], b[1], b[2], b[3]]) * xv)
-            .sum();
+        let row = &w[r * row_stride..][..x.len() * 4];
+        *o = lane_dot(|i| f32_at(&row[4 * i..]), x);
     }
+}
+
+/// `Σ_i w(i)·x[i]` in the order of the AVX2 kernel, so both give the same bits: element i of
+/// the first `K − K mod 16` goes to lane `i mod 16` (a separate multiply and add, not fused);
+/// the lanes fold 8+8, 4+4, 2+2, 1+1; the last `K mod 16` products are summed in order and
+/// added at the end.
+fn lane_dot(w: impl Fn(usize) -> f32, x: &[f32]) -> f32 {
+    let k16 = x.len() / 16 * 16;
+    let mut lanes = [0f32; 16];
+    for (i, &xv) in x[..k16].iter().enumerate() {
+        lanes[i % 16] += w(i) * xv;
+    }
+    let s: [f32; 8] = std::array::from_fn(|l| lanes[l] + lanes[l + 8]);
+    let u: [f32; 4] = std::array::from_fn(|l| s[l] + s[l + 4]);
+    let tail: f32 = (k16..x.len()).map(|i| w(i) * x[i]).sum();
+    ((u[0] + u[2]) + (u[1] + u[3])) + tail
+}
+
+/// Weighted sum of F16 rows: `out[j] += Σ_p weights[p] · f32(v_p[j])` over `weights.len()` rows
+/// of `out.len()` values, row p starting at byte `p * row_stride`. In order of p, multiply then
+/// add (not fused), so the AVX2 kernel's lanes give the same bits.
+pub fn f16_weighted_rows(v: &[u8], row_stride: usize, weights: &[f32], out: &mut [f32]) {
+    for (p, &wp) in weights.iter().enumerate() {
+        let row = &v[p * row_stride..][..out.len() * 2];
+        for (o, h) in out.iter_mut().zip(row.chunks_exact(2)) {
+            *o += wp * f16_at(h);
+        }
+    }
+}
+
+/// Weighted sum of F32 rows, as [`f16_weighted_rows`].
+pub fn f32_weighted_rows(v: &[u8], row_stride: usize, weights: &[f32], out: &mut [f32]) {
+    for (p, &wp) in weights.iter().enumerate() {
+        let row = &v[p * row_stride..][..out.len() * 4];
+        for (o, b) in out.iter_mut().zip(row.chunks_exact(4)) {
+            *o += wp * f32_at(b);
+        }
+    }
+}
+
+fn f16_at(b: &[u8]) -> f32 {
+    half::f16::from_le_bytes([b[0], b[1]]).to_f32()
+}
+
+fn f32_at(b: &[u8]) -> f32 {
+    f32::from_le_bytes([b[0], b[1], b[2], b[3]])
 }
 
 /// Q8_0 × Q8_0: exact `Σ w·q` per 32-value block of one row of `out.len()` blocks of 34 bytes
@@ -220,7 +256,7 @@ pub fn q8_0_row(row: &[u8], q: &[i8], out: &mut [i32], d_out: &mut [f32]) {
         .zip(out.iter_mut())
         .zip(d_out.iter_mut())
     {
-        *d = half::f16::from_le_bytes([block[0], block[1]]).to_f32();
+        *d = f16_at(block);
         *o = block[2..]
             .iter()
             .zip(a)
@@ -241,7 +277,7 @@ pub fn q6_k_row(row: &[u8], q: &[i8], _bsums: &[i16], out: &mut [i32], d_out: &m
         .zip(out.iter_mut())
         .zip(d_out.iter_mut())
     {
-        *d = half::f16::from_le_bytes([block[208], block[209]]).to_f32();
+        *d = f16_at(&block[208..]);
         *o = a
             .chunks_exact(16)
             .enumerate()
