@@ -64,21 +64,23 @@ unsafe fn i2s_dot_rows_imp(w: &[u8], k: usize, q: &[i8], ntok: usize, out: &mut 
     let nrows = out.len() / ntok.max(1);
     let mut r = 0;
     if ntok >= 4 && nrows >= 2 {
-        // Prompt GEMM: int16-accumulating 2×4 tiles. Tokens are the outer loop so that the 4
-        // tokens' activations (4·K bytes) stay in L1 while every row pair streams past them; the
-        // other order re-reads all tokens' activations (up to 128·6912 bytes, the size of L2)
-        // for every row pair.
+        // Prompt GEMM: int16-accumulating 2×4 tiles (2×4 measured faster than 3×4, 4×2 and
+        // 2×6). Tokens are the outer loop so that the 4 tokens' activations (4·K bytes) stay in
+        // L1 while every row pair streams past them; the other order re-reads all tokens'
+        // activations (up to 128·6912 bytes, the size of L2) for every row pair.
         let (pairs, tiled) = (nrows / 2 * 2, ntok / 4 * 4);
+        // The rows' codes are unpacked to one byte each once, here, rather than in every tile.
+        let codes = unsafe { i2s_unpack(&w[..pairs * k / 4]) };
         for t in (0..tiled).step_by(4) {
             for r in (0..pairs).step_by(2) {
                 // SAFETY: rows r, r+1 and tokens t..t+4 are in range.
-                unsafe { i2s_tile_gemm(w, q, out, I2sAt { r, t, ntok, k }) };
+                unsafe { i2s_tile_gemm(&codes, q, out, I2sAt { r, t, nrows, k }) };
             }
         }
         for r in (0..pairs).step_by(2) {
             for t in tiled..ntok {
                 // SAFETY: rows r, r+1 and token t are in range.
-                unsafe { i2s_tile::<2, 1>(w, q, out, I2sAt { r, t, ntok, k }) };
+                unsafe { i2s_tile::<2, 1>(w, q, out, I2sAt { r, t, nrows, k }) };
             }
         }
         r = pairs;
@@ -94,7 +96,7 @@ unsafe fn i2s_dot_rows_imp(w: &[u8], k: usize, q: &[i8], ntok: usize, out: &mut 
         let mut t = 0;
         while t < ntok {
             let tt = if ntok - t >= 4 { 4 } else { 1 };
-            let at = I2sAt { r, t, ntok, k };
+            let at = I2sAt { r, t, nrows, k };
             // SAFETY: rows r..r+rr and tokens t..t+tt are in range (rr, tt chosen above).
             unsafe {
                 match (rr, tt) {
@@ -115,14 +117,14 @@ unsafe fn i2s_dot_rows_imp(w: &[u8], k: usize, q: &[i8], ntok: usize, out: &mut 
 struct I2sAt {
     r: usize,
     t: usize,
-    ntok: usize,
+    nrows: usize,
     k: usize,
 }
 
 #[inline]
 #[target_feature(enable = "avx2")]
 unsafe fn i2s_tile<const R: usize, const T: usize>(w: &[u8], q: &[i8], out: &mut [i32], at: I2sAt) {
-    let I2sAt { r, t, ntok, k } = at;
+    let I2sAt { r, t, nrows, k } = at;
     let row_bytes = k / 4;
     let mask = _mm256_set1_epi8(3);
     let ones = _mm256_set1_epi16(1);
@@ -162,42 +164,58 @@ unsafe fn i2s_tile<const R: usize, const T: usize>(w: &[u8], q: &[i8], out: &mut
     }
     for (i, acc_r) in acc.iter().enumerate() {
         for (j, &v) in acc_r.iter().enumerate() {
-            out[(r + i) * ntok + t + j] = unsafe { hsum_i32(v) };
+            out[(t + j) * nrows + r + i] = unsafe { hsum_i32(v) };
         }
     }
 }
 
-/// Two weight rows against 4 tokens for the prompt GEMM, summing in int16: codes (0..=2) times
-/// int8 activations (≥ −128) give at most 4·2·2·128 = 2048 per int16 lane and 128-value block,
-/// so 8 blocks sum to ≤ 16384 before one `madd` widens them (`i2s_tile` widens every block).
-/// Each activation load feeds both rows, and the codes are unpacked per 32-value part, which
-/// keeps the 8 accumulators, 2 rows of codes and the activation in the 16 registers.
+/// I2_S bytes to one code (0..=2) per byte in weight order: byte j of a 32-byte block holds
+/// weights j, j+32, j+64, j+96 in bits 7-6, 5-4, 3-2, 1-0.
+#[target_feature(enable = "avx2")]
+unsafe fn i2s_unpack(w: &[u8]) -> Vec<u8> {
+    let mask = _mm256_set1_epi8(3);
+    let mut codes = vec![0u8; w.len() * 4];
+    for (src, dst) in w.chunks_exact(32).zip(codes.chunks_exact_mut(128)) {
+        // SAFETY: 32 source bytes and 4·32 destination bytes per block.
+        unsafe {
+            let bytes = load(src.as_ptr());
+            for (part, shift) in [6, 4, 2, 0].into_iter().enumerate() {
+                let c = _mm256_and_si256(_mm256_srl_epi16(bytes, _mm_cvtsi32_si128(shift)), mask);
+                _mm256_storeu_si256(dst.as_mut_ptr().add(32 * part) as *mut __m256i, c);
+            }
+        }
+    }
+    codes
+}
+
+/// Two weight rows against 4 tokens for the prompt GEMM, on unpacked codes (one byte each, see
+/// [`i2s_unpack`]), summing in int16: codes (0..=2) times int8 activations (≥ −128) give at
+/// most 4·2·2·128 = 2048 per int16 lane and 128-value block, so 8 blocks sum to ≤ 16384 before
+/// one `madd` widens them (`i2s_tile` widens every block). Each activation load feeds both
+/// rows; the 8 accumulators, 2 rows of codes and the activation fit the 16 registers.
 #[inline]
 #[target_feature(enable = "avx2")]
-unsafe fn i2s_tile_gemm(w: &[u8], q: &[i8], out: &mut [i32], at: I2sAt) {
+unsafe fn i2s_tile_gemm(codes: &[u8], q: &[i8], out: &mut [i32], at: I2sAt) {
     const R: usize = 2;
     const T: usize = 4;
     const FLUSH: usize = 8;
-    let I2sAt { r, t, ntok, k } = at;
-    let row_bytes = k / 4;
-    let mask = _mm256_set1_epi8(3);
+    let I2sAt { r, t, nrows, k } = at;
     let ones = _mm256_set1_epi16(1);
     let mut acc32 = [[_mm256_setzero_si256(); T]; R];
-    let wp = w[r * row_bytes..(r + R) * row_bytes].as_ptr();
+    let cp = codes[r * k..(r + R) * k].as_ptr();
     let qp = q[t * k..(t + T) * k].as_ptr() as *const u8;
     let blocks = k / 128;
     let mut b0 = 0;
     while b0 < blocks {
         let mut acc16 = [[_mm256_setzero_si256(); T]; R];
         for b in b0..(b0 + FLUSH).min(blocks) {
-            // SAFETY: block b of rows r, r+1 lies inside the slice taken above.
-            let bytes = unsafe { [load(wp.add(b * 32)), load(wp.add(row_bytes + b * 32))] };
             for part in 0..4 {
-                let shift = _mm_cvtsi32_si128(6 - 2 * part as i32);
-                let c = bytes.map(|x| _mm256_and_si256(_mm256_srl_epi16(x, shift), mask));
+                let at = b * 128 + 32 * part;
+                // SAFETY: values at..at+32 of rows r, r+1 lie inside the slice taken above.
+                let c = unsafe { [load(cp.add(at)), load(cp.add(k + at))] };
                 for j in 0..T {
-                    // SAFETY: activations of part `part` of block b of token t+j are in range.
-                    let av = unsafe { load(qp.add(j * k + b * 128 + 32 * part)) };
+                    // SAFETY: activations at..at+32 of token t+j are in range.
+                    let av = unsafe { load(qp.add(j * k + at)) };
                     for (acc_row, &ci) in acc16.iter_mut().zip(&c) {
                         acc_row[j] = _mm256_add_epi16(acc_row[j], _mm256_maddubs_epi16(ci, av));
                     }
@@ -213,7 +231,7 @@ unsafe fn i2s_tile_gemm(w: &[u8], q: &[i8], out: &mut [i32], at: I2sAt) {
     }
     for (i, a32) in acc32.iter().enumerate() {
         for (j, &v) in a32.iter().enumerate() {
-            out[(r + i) * ntok + t + j] = unsafe { hsum_i32(v) };
+            out[(t + j) * nrows + r + i] = unsafe { hsum_i32(v) };
         }
     }
 }

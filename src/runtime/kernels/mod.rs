@@ -842,6 +842,21 @@ impl<T> SharedOut<T> {
         // SAFETY: in bounds (checked above); exclusivity is the caller's contract.
         unsafe { self.ptr.add(index).write(value) }
     }
+
+    /// The `len` elements from `start`, for a task that owns them.
+    ///
+    /// # Safety
+    /// No other task may access `start..start + len` while the slice lives.
+    #[inline]
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn slice(&self, start: usize, len: usize) -> &mut [T] {
+        assert!(
+            start <= self.len && len <= self.len - start,
+            "output range out of bounds"
+        );
+        // SAFETY: in bounds (checked above); exclusivity is the caller's contract.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(start), len) }
+    }
 }
 
 /// How many activation rows the TL kernels handle per pass (LUTs of all of them stay cached
@@ -917,15 +932,18 @@ impl Kernels {
         x: &QuantizedRows,
         raw: &mut [i32],
     ) -> Result<(), Error> {
-        self.i2s_run(w, x, raw, |r, _| r)
+        self.i2s_run(w, x, raw, |src, _, dst| dst.copy_from_slice(src))
     }
 
     /// I2_S matmul: `y[t*M + r] = ((R − Σq) / sa) * scale` in f32, in that order (`i2s.md` §7).
     pub fn i2s(&self, w: &I2sWeights<'_>, x: &QuantizedRows, y: &mut [f32]) -> Result<(), Error> {
         let scale = w.scale;
         let (sums, scales) = (x.sums(), x.scales());
-        self.i2s_run(w, x, y, move |raw, t| {
-            ((raw - sums[t]) as f32 / scales[t]) * scale
+        self.i2s_run(w, x, y, move |raw, t, dst| {
+            let (sum, sa) = (sums[t], scales[t]);
+            for (d, &r) in dst.iter_mut().zip(raw) {
+                *d = ((r - sum) as f32 / sa) * scale;
+            }
         })
     }
 
@@ -934,7 +952,7 @@ impl Kernels {
         w: &I2sWeights<'_>,
         x: &QuantizedRows,
         out: &mut [T],
-        emit: impl Fn(i32, usize) -> T + Sync,
+        emit: impl Fn(&[i32], usize, &mut [T]) + Sync,
     ) -> Result<(), Error> {
         let (m, k) = (w.shape.rows, w.shape.cols);
         check_sizes(k, x.k(), x.rows(), m, out.len())?;
@@ -943,7 +961,7 @@ impl Kernels {
         let out = SharedOut::new(out);
         // Units of 4 rows keep the AVX2 kernel on its 4-row path.
         self.split(m, 4, |r0, r1| {
-            // The kernel does all tokens of up to SUB rows at once (`acc[row * ntok + token]`).
+            // The kernel does all tokens of up to SUB rows at once (`acc[token * n + row]`).
             const SUB: usize = 32;
             let mut buf = vec![0i32; SUB * ntok];
             let mut r = r0;
@@ -957,12 +975,11 @@ impl Kernels {
                     ntok,
                     acc,
                 );
-                for i in 0..n {
-                    for t in 0..ntok {
-                        let v = emit(acc[i * ntok + t], t);
-                        // SAFETY: rows r..r+n belong to this task only.
-                        unsafe { out.write(t * m + r + i, v) };
-                    }
+                // Token by token over contiguous slices, so the epilogue (a division per
+                // output) vectorizes.
+                for (t, acc_t) in acc.chunks_exact(n).enumerate() {
+                    // SAFETY: rows r..r+n belong to this task only.
+                    emit(acc_t, t, unsafe { out.slice(t * m + r, n) });
                 }
                 r += n;
             }

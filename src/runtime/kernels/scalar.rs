@@ -9,13 +9,14 @@ use super::{Tl1Tile, Tl2Tile};
 
 /// I2_S: raw `R = Σ code·q` (codes 0..2, `i2s.md` §7 step 2) for `out.len() / ntok` weight rows
 /// (`k / 4` bytes each, blocks of 128 values in 32 bytes) against `ntok` activation rows of `q`.
-/// `out[row * ntok + token]`.
+/// `out[token * rows + row]`.
 pub fn i2s_dot_rows(w: &[u8], k: usize, q: &[i8], ntok: usize, out: &mut [i32]) {
     let row_bytes = k / 4;
-    for (r, out_row) in out.chunks_exact_mut(ntok).enumerate() {
-        let row = &w[r * row_bytes..(r + 1) * row_bytes];
-        for (t, o) in out_row.iter_mut().enumerate() {
-            let qt = &q[t * k..(t + 1) * k];
+    let nrows = out.len() / ntok.max(1);
+    for (t, out_tok) in out.chunks_exact_mut(nrows.max(1)).take(ntok).enumerate() {
+        let qt = &q[t * k..(t + 1) * k];
+        for (r, o) in out_tok.iter_mut().enumerate() {
+            let row = &w[r * row_bytes..(r + 1) * row_bytes];
             let mut acc = 0i32;
             for (bytes, a) in row.chunks_exact(32).zip(qt.chunks_exact(128)) {
                 for (b, &byte) in bytes.iter().enumerate() {
