@@ -10,7 +10,7 @@ use super::error::Error;
 use super::kernels::{Kernels, QuantRule, QuantizedRows};
 use super::model::{Layer, Model};
 pub use super::ops::KvPrecision;
-use super::ops::{relu2_mul, rms_norm_in_place, KvCache, RopeTable};
+use super::ops::{relu2_mul, rms_norm, rms_norm_in_place, KvCache, RopeTable};
 
 /// Upper bound of the capacity taken from the file's `context_length` by `Session::new(.., 0)`.
 pub const MAX_DEFAULT_CONTEXT: usize = 32_768;
@@ -38,7 +38,6 @@ struct Scratch {
     o: Vec<f32>,
     gate: Vec<f32>,
     up: Vec<f32>,
-    scores: Vec<f32>,
     dense: Vec<f32>,
     cos: Vec<f32>,
     sin: Vec<f32>,
@@ -224,13 +223,12 @@ impl<'a> Session<'a> {
         let k = self.kernels;
         let eps = hp.rms_eps;
 
-        // Attention block: one quantization of the normed input feeds q, k and v.
-        s.a.clear();
-        s.a.extend_from_slice(&s.x);
-        for row in s.a.chunks_exact_mut(d) {
-            rms_norm_in_place(row, &w.attn_norm, eps);
-        }
-        s.quant.quantize(&s.a, d, QuantRule::I2s)?;
+        // Attention block: one quantization of the normed input feeds q, k and v. Row-wise
+        // steps run on the kernels' threads (rows are independent, so results do not depend
+        // on the thread count).
+        s.a.resize(n * d, 0.0);
+        normed_rows(k, &s.x, &mut s.a, d, &w.attn_norm, eps);
+        s.quant.quantize_on(Some(k), &s.a, d, QuantRule::I2s)?;
         s.q.resize(n * qd, 0.0);
         s.k.resize(n * kvd, 0.0);
         s.v.resize(n * kvd, 0.0);
@@ -255,35 +253,24 @@ impl<'a> Session<'a> {
             }
         }
         s.att.resize(n * qd, 0.0);
-        s.scores.resize(self.pos + n, 0.0);
-        let pos = self.pos;
-        let cache = &*cache;
+        let (pos, cache, q) = (self.pos, &*cache, &s.q);
         let heads = (hp.head_count, hp.head_count_kv, hd);
-        let attend_token = |t: usize, q: &[f32], out: &mut [f32], scores: &mut [f32]| {
-            cache.attend(k, q, pos + t + 1, heads, out, scores)
-        };
-        if n > 1 && k.threads() > 1 {
-            // Prompt: tokens attend independently (the cache already holds all n positions),
-            // so they are spread over rayon's threads; each result is computed exactly as in
-            // the serial loop, so the logits do not depend on the thread count.
-            use rayon::prelude::*;
-            s.att
-                .par_chunks_mut(qd)
-                .zip(s.q.par_chunks(qd))
-                .enumerate()
-                .try_for_each_init(
-                    || vec![0f32; pos + n],
-                    |scores, (t, (out, q))| attend_token(t, q, out, scores),
-                )?;
-        } else {
-            for (t, (out, q)) in s.att.chunks_mut(qd).zip(s.q.chunks(qd)).enumerate() {
-                attend_token(t, q, out, &mut s.scores)?;
-            }
-        }
-        for row in s.att.chunks_exact_mut(qd) {
+        k.for_each_row(&mut s.att, qd, |t, out| {
+            let mut scores = vec![0f32; pos + t + 1];
+            cache.attend(
+                k,
+                &q[t * qd..(t + 1) * qd],
+                pos + t + 1,
+                heads,
+                out,
+                &mut scores,
+            )
+        })?;
+        k.for_each_row(&mut s.att, qd, |_, row| {
             rms_norm_in_place(row, &w.attn_sub_norm, eps);
-        }
-        s.quant.quantize(&s.att, qd, QuantRule::I2s)?;
+            Ok::<(), Error>(())
+        })?;
+        s.quant.quantize_on(Some(k), &s.att, qd, QuantRule::I2s)?;
         s.o.resize(n * d, 0.0);
         w.attn_output.matmul(k, &s.quant, &mut s.dense, &mut s.o)?;
         for (x, &o) in s.x.iter_mut().zip(&s.o) {
@@ -291,25 +278,32 @@ impl<'a> Session<'a> {
         }
 
         // FFN block: one quantization feeds gate and up.
-        s.a.clear();
-        s.a.extend_from_slice(&s.x);
-        for row in s.a.chunks_exact_mut(d) {
-            rms_norm_in_place(row, &w.ffn_norm, eps);
-        }
-        s.quant.quantize(&s.a, d, QuantRule::I2s)?;
+        normed_rows(k, &s.x, &mut s.a, d, &w.ffn_norm, eps);
+        s.quant.quantize_on(Some(k), &s.a, d, QuantRule::I2s)?;
         s.gate.resize(n * ff, 0.0);
         s.up.resize(n * ff, 0.0);
         w.ffn_gate.matmul(k, &s.quant, &mut s.dense, &mut s.gate)?;
         w.ffn_up.matmul(k, &s.quant, &mut s.dense, &mut s.up)?;
-        relu2_mul(&mut s.gate, &s.up);
-        for row in s.gate.chunks_exact_mut(ff) {
+        let up = &s.up;
+        k.for_each_row(&mut s.gate, ff, |t, row| {
+            relu2_mul(row, &up[t * ff..(t + 1) * ff]);
             rms_norm_in_place(row, &w.ffn_sub_norm, eps);
-        }
-        s.quant.quantize(&s.gate, ff, QuantRule::I2s)?;
+            Ok::<(), Error>(())
+        })?;
+        s.quant.quantize_on(Some(k), &s.gate, ff, QuantRule::I2s)?;
         w.ffn_down.matmul(k, &s.quant, &mut s.dense, &mut s.o)?;
         for (x, &o) in s.x.iter_mut().zip(&s.o) {
             *x += o;
         }
         Ok(())
     }
+}
+
+/// `out` row t = RMSNorm(`x` row t) with `weight`, rows of `len` on the kernels' threads.
+fn normed_rows(k: &Kernels, x: &[f32], out: &mut [f32], len: usize, weight: &[f32], eps: f32) {
+    let done = k.for_each_row(out, len, |t, row| {
+        rms_norm(&x[t * len..(t + 1) * len], weight, eps, row);
+        Ok::<(), std::convert::Infallible>(())
+    });
+    let Ok(()) = done;
 }

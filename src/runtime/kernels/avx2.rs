@@ -10,7 +10,7 @@
 //! TL1/TL2 keep int16 partial sums for at most 32 compute blocks (≤ 32·2·384 = 24576) before
 //! widening, whatever the tiling's BK.
 
-use super::{Tl1Tile, Tl2Tile};
+use super::{cache_aligned_mut, Tl1Tile, Tl2Tile};
 use std::arch::x86_64::*;
 
 // ---------------------------------------------------------------------------------------------
@@ -70,11 +70,13 @@ unsafe fn i2s_dot_rows_imp(w: &[u8], k: usize, q: &[i8], ntok: usize, out: &mut 
         // activations (up to 128·6912 bytes, the size of L2) for every row pair.
         let (pairs, tiled) = (nrows / 2 * 2, ntok / 4 * 4);
         // The rows' codes are unpacked to one byte each once, here, rather than in every tile.
-        let codes = unsafe { i2s_unpack(&w[..pairs * k / 4]) };
+        let mut buf = Vec::new();
+        let codes = cache_aligned_mut(&mut buf, pairs * k);
+        unsafe { i2s_unpack(&w[..pairs * k / 4], codes) };
         for t in (0..tiled).step_by(4) {
             for r in (0..pairs).step_by(2) {
                 // SAFETY: rows r, r+1 and tokens t..t+4 are in range.
-                unsafe { i2s_tile_gemm(&codes, q, out, I2sAt { r, t, nrows, k }) };
+                unsafe { i2s_tile_gemm(codes, q, out, I2sAt { r, t, nrows, k }) };
             }
         }
         for r in (0..pairs).step_by(2) {
@@ -172,9 +174,9 @@ unsafe fn i2s_tile<const R: usize, const T: usize>(w: &[u8], q: &[i8], out: &mut
 /// I2_S bytes to one code (0..=2) per byte in weight order: byte j of a 32-byte block holds
 /// weights j, j+32, j+64, j+96 in bits 7-6, 5-4, 3-2, 1-0.
 #[target_feature(enable = "avx2")]
-unsafe fn i2s_unpack(w: &[u8]) -> Vec<u8> {
+unsafe fn i2s_unpack(w: &[u8], codes: &mut [u8]) {
     let mask = _mm256_set1_epi8(3);
-    let mut codes = vec![0u8; w.len() * 4];
+    assert_eq!(codes.len(), w.len() * 4);
     for (src, dst) in w.chunks_exact(32).zip(codes.chunks_exact_mut(128)) {
         // SAFETY: 32 source bytes and 4·32 destination bytes per block.
         unsafe {
@@ -185,7 +187,6 @@ unsafe fn i2s_unpack(w: &[u8]) -> Vec<u8> {
             }
         }
     }
-    codes
 }
 
 /// Two weight rows against 4 tokens for the prompt GEMM, on unpacked codes (one byte each, see

@@ -5,7 +5,7 @@
 //! of one model see the same integers and give the same logits. The TL1/TL2 kernels' own rule
 //! (`tl1.md` §6.1, `tl2.md` §6.1) exists only to reproduce upstream's kernel vectors.
 
-use super::Error;
+use super::{cache_aligned, cache_aligned_mut, Error, Kernels, SharedOut};
 
 /// Activation rows quantized to int8, one scale per row.
 ///
@@ -15,6 +15,7 @@ use super::Error;
 pub struct QuantizedRows {
     k: usize,
     rows: usize,
+    /// Values from a 64-byte boundary inside (`cache_aligned`).
     q: Vec<i8>,
     scales: Vec<f32>,
     sums: Vec<i32>,
@@ -40,28 +41,48 @@ impl QuantizedRows {
 
     /// Quantizes `x` (`x.len() / k` rows of `k` values) with `rule`, replacing the contents.
     pub fn quantize(&mut self, x: &[f32], k: usize, rule: QuantRule) -> Result<(), Error> {
+        self.quantize_on(None, x, k, rule)
+    }
+
+    /// As [`QuantizedRows::quantize`], with the rows spread over `kernels`' threads when given
+    /// (each row's integers do not depend on the split).
+    pub fn quantize_on(
+        &mut self,
+        kernels: Option<&Kernels>,
+        x: &[f32],
+        k: usize,
+        rule: QuantRule,
+    ) -> Result<(), Error> {
         if k == 0 || x.len() % k != 0 {
             return Err(Error::ActivationLength { len: x.len(), k });
         }
         let rows = x.len() / k;
         self.k = k;
         self.rows = rows;
-        self.q.resize(x.len(), 0);
+        let q = cache_aligned_mut(&mut self.q, x.len());
         self.scales.resize(rows, 0.0);
         self.sums.resize(rows, 0);
-        for (t, (xr, qr)) in x
-            .chunks_exact(k)
-            .zip(self.q.chunks_exact_mut(k))
-            .enumerate()
-        {
+        let (scales, sums) = (
+            SharedOut::new(&mut self.scales),
+            SharedOut::new(&mut self.sums),
+        );
+        let row = |t: usize, qr: &mut [i8]| -> Result<(), Error> {
+            let xr = &x[t * k..(t + 1) * k];
             let (scale, sum) = match rule {
                 QuantRule::I2s => quantize_row_i2s_rule(xr, qr),
                 QuantRule::Lut => quantize_row_lut_rule(xr, qr),
             };
-            self.scales[t] = scale;
-            self.sums[t] = sum;
+            // SAFETY: row t's scale and sum are written by row t's task only.
+            unsafe {
+                scales.write(t, scale);
+                sums.write(t, sum);
+            }
+            Ok(())
+        };
+        match kernels {
+            Some(kernels) => kernels.for_each_row(q, k, row),
+            None => (q.chunks_exact_mut(k).enumerate()).try_for_each(|(t, qr)| row(t, qr)),
         }
-        Ok(())
     }
 
     /// Number of values per row (K).
@@ -76,7 +97,7 @@ impl QuantizedRows {
 
     /// All quantized values, row-major.
     pub fn values(&self) -> &[i8] {
-        &self.q[..self.rows * self.k]
+        cache_aligned(&self.q, self.rows * self.k)
     }
 
     /// Quantized values of row `t` (empty if out of range).
