@@ -128,6 +128,31 @@ fn tl_file_without_tiling_derives_one_and_says_so() {
 }
 
 #[test]
+fn repack_flag_reencodes_and_keeps_the_logits() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut written = Vec::new();
+    for repack in [false, true] {
+        let out = dir.path().join(format!("l-{repack}.safetensors"));
+        let mut cmd = bitnet_run();
+        cmd.args(["logits", "fixtures/ref-tiny/gguf/ref-tiny-tq2_0.gguf"])
+            .args(["--tokens", "509,364,220", "-o"])
+            .arg(&out);
+        if repack {
+            cmd.arg("--repack");
+        }
+        let done = cmd.assert().success();
+        let stderr = String::from_utf8_lossy(&done.get_output().stderr).into_owned();
+        assert_eq!(
+            stderr.contains("re-encoded as I2_S at load: TQ2_0 x14"),
+            repack,
+            "{stderr}"
+        );
+        written.push(std::fs::read(&out).unwrap());
+    }
+    assert!(written[0] == written[1], "--repack changed the logits");
+}
+
+#[test]
 fn logits_command_writes_the_reference_shape() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("l.safetensors");

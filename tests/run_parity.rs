@@ -5,7 +5,8 @@ use super::run_common::*;
 use bitnet_gguf::gguf::GgufFile;
 use bitnet_gguf::runtime::kernels::Isa;
 use bitnet_gguf::runtime::parity::{compare_with_reference, read_inputs, Agreement, ParityOptions};
-use bitnet_gguf::runtime::{tokenizer_from_gguf, KvPrecision, Logits, Session};
+use bitnet_gguf::runtime::{tokenizer_from_gguf, I2sRepack, KvPrecision, LoadOptions, Logits};
+use bitnet_gguf::runtime::{Model, Session};
 use std::path::Path;
 
 fn parity(layout: &str, logits: &str) -> bitnet_gguf::runtime::parity::ParityReport {
@@ -206,4 +207,62 @@ fn loading_refuses_the_bitnet_architecture_with_an_explanation() {
             .unwrap_err();
     let text = err.to_string();
     assert!(text.contains("different network"), "{text}");
+}
+
+/// Logits of the ref-tiny model of `layout` from `bytes` (the file, possibly altered), with the
+/// native kernels and with the projections re-encoded as I2_S; and the repack's summary.
+fn native_and_repacked(layout: &str, bytes: &[u8]) -> (Vec<Vec<f32>>, Vec<Vec<f32>>, String) {
+    let k = kernels(None);
+    let file = GgufFile::parse(bytes).unwrap();
+    let opts = LoadOptions {
+        kernel_config: kernel_config(layout),
+    };
+    let native = Model::load(&file, &opts).unwrap();
+    let repack = I2sRepack::build(&file, &native).unwrap();
+    let repacked = Model::load_repacked(&file, &opts, &repack).unwrap();
+    (
+        all_logits(&native, &k, true),
+        all_logits(&repacked, &k, true),
+        repack.summary(),
+    )
+}
+
+#[test]
+fn projections_repacked_as_i2s_give_the_same_logits() {
+    for layout in ["tl1", "tl2", "tq1_0", "tq2_0"] {
+        let bytes = std::fs::read(gguf_path(layout)).unwrap();
+        let (native, repacked, summary) = native_and_repacked(layout, &bytes);
+        // Same codes, one scale, the same epilogue arithmetic: bit-identical.
+        assert!(
+            native == repacked,
+            "{layout}: logits differ after the repack"
+        );
+        let expected = format!("re-encoded as I2_S at load: {} x14", layout.to_uppercase());
+        assert_eq!(summary, expected, "{layout}");
+    }
+}
+
+#[test]
+fn a_tq_tensor_with_two_block_scales_keeps_its_own_kernel() {
+    let mut bytes = std::fs::read(gguf_path("tq2_0")).unwrap();
+    let (at, len) = {
+        let file = GgufFile::parse(&bytes).unwrap();
+        let info = file.tensor("blk.0.ffn_up.weight").unwrap();
+        (
+            (file.data_start() + info.offset) as usize,
+            info.byte_len as usize,
+        )
+    };
+    // TQ2_0 blocks are qs[64] then f16 d: halve the d of block 1 (its codes are non-zero).
+    assert!(len > 2 * 66);
+    let d = half::f16::from_le_bytes([bytes[at + 66 + 64], bytes[at + 66 + 65]]);
+    let halved = half::f16::from_f32(d.to_f32() / 2.0).to_le_bytes();
+    bytes[at + 66 + 64..at + 66 + 66].copy_from_slice(&halved);
+    let (native, repacked, summary) = native_and_repacked("tq2_0", &bytes);
+    assert!(native == repacked, "logits differ after the repack");
+    assert!(
+        summary.starts_with("re-encoded as I2_S at load: TQ2_0 x13; 1 kept in their own layout")
+            && summary.contains("blk.0.ffn_up.weight"),
+        "{summary}"
+    );
 }

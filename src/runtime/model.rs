@@ -9,6 +9,7 @@ use super::kernels::{
     F16Weights, F32Weights, I2sWeights, Kernels, Q6_KWeights, Q8KRows, Q8Rows, Q8_0Weights,
     QuantizedRows, Tl1Weights, Tl2Weights, Tq1_0Weights, Tq2_0Weights,
 };
+use super::repack::I2sRepack;
 use super::tokenizer::{GgufVocab, Tokenizer};
 use crate::gguf::{keys, GgmlType, GgufFile, Value};
 use crate::layout::kernel_config::KernelConfig;
@@ -369,6 +370,18 @@ pub enum Projection<'a> {
 }
 
 impl Projection<'_> {
+    /// Logical shape (M rows of K).
+    pub fn shape(&self) -> Shape {
+        match self {
+            Projection::I2s(w) => w.shape(),
+            Projection::Tl1(w) => w.shape(),
+            Projection::Tl2(w) => w.shape(),
+            Projection::Tq1_0(w) => w.shape(),
+            Projection::Tq2_0(w) => w.shape(),
+            Projection::Dense(d) => d.shape(),
+        }
+    }
+
     /// GGML type name of the weights.
     pub fn type_name(&self) -> &'static str {
         match self {
@@ -447,6 +460,21 @@ pub struct Layer<'a> {
     pub ffn_down: Projection<'a>,
 }
 
+impl<'a> Layer<'a> {
+    /// The seven projections with their tensor-name roles (`blk.N.<role>.weight`).
+    pub fn projections(&self) -> [(&'static str, &Projection<'a>); 7] {
+        [
+            ("attn_q", &self.attn_q),
+            ("attn_k", &self.attn_k),
+            ("attn_v", &self.attn_v),
+            ("attn_output", &self.attn_output),
+            ("ffn_gate", &self.ffn_gate),
+            ("ffn_up", &self.ffn_up),
+            ("ffn_down", &self.ffn_down),
+        ]
+    }
+}
+
 /// How to load a model.
 #[derive(Debug, Clone, Default)]
 pub struct LoadOptions {
@@ -478,6 +506,24 @@ pub struct Model<'a> {
 impl<'a> Model<'a> {
     /// Loads the graph of `file` (`bitnet-b1.58` or `bitnet-25`), zero-copy.
     pub fn load(file: &GgufFile<'a>, opts: &LoadOptions) -> Result<Self, Error> {
+        Self::load_with(file, opts, None)
+    }
+
+    /// As [`Model::load`], with the projections in `repack` (made by [`I2sRepack::build`] from
+    /// the same file) read from their I2_S copies: same outputs, the I2_S kernels.
+    pub fn load_repacked(
+        file: &GgufFile<'a>,
+        opts: &LoadOptions,
+        repack: &'a I2sRepack,
+    ) -> Result<Self, Error> {
+        Self::load_with(file, opts, Some(repack))
+    }
+
+    fn load_with(
+        file: &GgufFile<'a>,
+        opts: &LoadOptions,
+        repack: Option<&'a I2sRepack>,
+    ) -> Result<Self, Error> {
         let mut warnings = Vec::new();
         let hp = HyperParams::from_gguf(file, &mut warnings)?;
         let (d, ff, vocab) = (hp.embedding_length, hp.feed_forward_length, hp.vocab_size);
@@ -490,6 +536,9 @@ impl<'a> Model<'a> {
         let mut projection = |name: String, k: usize, m: usize| -> Result<Projection<'a>, Error> {
             let (info, bytes) = tensor(file, &name, &[k as u64, m as u64])?;
             let shape = Shape::new(m, k);
+            if let Some(i2s) = repack.and_then(|r| r.get(&name)) {
+                return Ok(Projection::I2s(I2sWeights::new(i2s, shape)?));
+            }
             Ok(match info {
                 GgmlType::I2_S => Projection::I2s(I2sWeights::new(bytes, shape)?),
                 GgmlType::TQ1_0 => Projection::Tq1_0(Tq1_0Weights::new(bytes, shape)?),

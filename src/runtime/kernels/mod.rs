@@ -255,6 +255,11 @@ impl<'a> Tl1Weights<'a> {
         })
     }
 
+    /// The tiling the bytes were written with.
+    pub fn tiling(&self) -> Tl1Tiling {
+        self.tiling
+    }
+
     /// Logical shape.
     pub fn shape(&self) -> Shape {
         self.shape
@@ -350,6 +355,11 @@ impl<'a> Tl2Weights<'a> {
             three_k,
             scale: read_f32(bytes, slot),
         })
+    }
+
+    /// The tiling the bytes were written with.
+    pub fn tiling(&self) -> Tl2Tiling {
+        self.tiling
     }
 
     /// Logical shape.

@@ -1,0 +1,137 @@
+//! Re-encoding ternary projections as I2_S at load, so every ternary file runs on the fastest
+//! kernels (the file's bytes are not changed).
+//!
+//! Every ternary layout stores the same thing, codes in {−1, 0, 1} and one scale per tensor, and
+//! every ternary kernel computes `((Σ code·q) / sa) · scale` from the same int8 activations, so
+//! a projection re-encoded as I2_S gives bit-identical outputs. A tensor its codec refuses (a
+//! TQ1_0 or TQ2_0 tensor whose blocks carry different scales, which is not a BitNet checkpoint)
+//! keeps its own kernel. The cost is one decode and encode per tensor at load, and the
+//! I2_S copy in memory (2 bits per weight; for TQ1_0 more than the file's 1.69).
+
+use super::error::Error;
+use super::model::{Model, Projection};
+use crate::gguf::GgufFile;
+use crate::layout::i2s::I2S;
+use crate::layout::tl1::Tl1;
+use crate::layout::tl2::Tl2;
+use crate::layout::tq1_0::TQ1_0;
+use crate::layout::tq2_0::TQ2_0;
+use crate::layout::TernaryCodec;
+use rayon::prelude::*;
+use std::collections::HashMap;
+
+/// I2_S bytes of the re-encoded projections, by tensor name.
+#[derive(Debug, Default)]
+pub struct I2sRepack {
+    tensors: HashMap<String, Vec<u8>>,
+    /// `(tensor, layout)` of each re-encoded projection, in model order.
+    repacked: Vec<(String, &'static str)>,
+    /// `(tensor, reason)` of each ternary projection left in its own layout.
+    kept: Vec<(String, String)>,
+}
+
+impl I2sRepack {
+    /// Re-encodes every TL1, TL2, TQ1_0 and TQ2_0 projection of `model` (loaded from `file`) as
+    /// I2_S, tensors in parallel. Pass the result to [`Model::load_repacked`].
+    pub fn build(file: &GgufFile<'_>, model: &Model<'_>) -> Result<Self, Error> {
+        let jobs: Vec<(String, &Projection<'_>)> = model
+            .layers
+            .iter()
+            .enumerate()
+            .flat_map(|(l, layer)| {
+                layer
+                    .projections()
+                    .into_iter()
+                    .map(move |(role, p)| (format!("blk.{l}.{role}.weight"), p))
+            })
+            .filter(|(_, p)| !matches!(p, Projection::I2s(_) | Projection::Dense(_)))
+            .collect();
+        let results: Vec<Result<Vec<u8>, Error>> = jobs
+            .par_iter()
+            .map(|(name, p)| re_encode(file, name, p))
+            .collect();
+        let mut out = Self::default();
+        for ((name, p), result) in jobs.into_iter().zip(results) {
+            let layout = p.type_name();
+            match result {
+                Ok(bytes) => {
+                    out.tensors.insert(name.clone(), bytes);
+                    out.repacked.push((name, layout));
+                }
+                // A tensor its codec refuses (a TQ tensor with several block scales has no
+                // single I2_S scale; TL padding that is not zero) keeps its own kernel, which
+                // reads such bytes as before. Any other failure is an error in the file.
+                Err(Error::Layout(e)) => out.kept.push((name, e.to_string())),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The I2_S bytes (codes and scale tail) standing in for tensor `name`, if re-encoded.
+    pub fn get(&self, name: &str) -> Option<&[u8]> {
+        self.tensors.get(name).map(Vec::as_slice)
+    }
+
+    /// Number of re-encoded projections.
+    pub fn len(&self) -> usize {
+        self.repacked.len()
+    }
+
+    /// Whether nothing was re-encoded.
+    pub fn is_empty(&self) -> bool {
+        self.repacked.is_empty()
+    }
+
+    /// One line for the user: what was re-encoded from which layouts, and what was kept.
+    pub fn summary(&self) -> String {
+        let mut counts: Vec<(&str, usize)> = Vec::new();
+        for (_, layout) in &self.repacked {
+            match counts.iter_mut().find(|(l, _)| l == layout) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((layout, 1)),
+            }
+        }
+        let from: Vec<String> = counts.iter().map(|(l, n)| format!("{l} x{n}")).collect();
+        let mut line = if from.is_empty() {
+            "no projection to re-encode".to_string()
+        } else {
+            format!("re-encoded as I2_S at load: {}", from.join(", "))
+        };
+        if let Some((name, why)) = self.kept.first() {
+            line += &format!(
+                "; {} kept in their own layout (first: {name}: {why})",
+                self.kept.len()
+            );
+        }
+        line
+    }
+}
+
+/// Decodes projection `name` with its layout's codec and encodes it as I2_S.
+fn re_encode(file: &GgufFile<'_>, name: &str, p: &Projection<'_>) -> Result<Vec<u8>, Error> {
+    let info = file
+        .tensor(name)
+        .ok_or_else(|| Error::MissingTensor { name: name.into() })?;
+    let bytes = file.tensor_data(info)?;
+    let shape = p.shape();
+    let codec: Box<dyn TernaryCodec + Sync> = match p {
+        Projection::Tl1(w) => Box::new(Tl1::new(w.tiling())),
+        Projection::Tl2(w) => Box::new(Tl2::new(w.tiling())),
+        Projection::Tq1_0(_) => Box::new(TQ1_0),
+        Projection::Tq2_0(_) => Box::new(TQ2_0),
+        Projection::I2s(_) | Projection::Dense(_) => {
+            unreachable!("filtered out by I2sRepack::build")
+        }
+    };
+    let len = codec.byte_len(shape)?;
+    let region = bytes.get(..len).ok_or_else(|| {
+        Error::Invalid(format!(
+            "{name}: {} bytes of {} data, expected at least {len}",
+            bytes.len(),
+            codec.name()
+        ))
+    })?;
+    let tensor = codec.decode(region, shape)?;
+    Ok(I2S.encode(&tensor)?)
+}
