@@ -71,8 +71,8 @@ impl<'a> Session<'a> {
         precision: KvPrecision,
     ) -> Self {
         let hp = &model.hparams;
-        // The file's context length is only a default; bounded so a hostile value cannot size
-        // an F16 cache allocation.
+        // The file's context length is only a default; bounded so a hostile value cannot let
+        // the cache (which grows with the positions) take unbounded memory.
         let capacity = if capacity == 0 {
             hp.context_length.min(MAX_DEFAULT_CONTEXT)
         } else {
@@ -257,17 +257,9 @@ impl<'a> Session<'a> {
         let heads = (hp.head_count, hp.head_count_kv, hd);
         k.for_each_row(&mut s.att, qd, |t, out| {
             let mut scores = vec![0f32; pos + t + 1];
-            cache.attend(
-                k,
-                &q[t * qd..(t + 1) * qd],
-                pos + t + 1,
-                heads,
-                out,
-                &mut scores,
-            )
-        })?;
-        k.for_each_row(&mut s.att, qd, |_, row| {
-            rms_norm_in_place(row, &w.attn_sub_norm, eps);
+            let q_t = &q[t * qd..(t + 1) * qd];
+            cache.attend(k, q_t, pos + t + 1, heads, out, &mut scores)?;
+            rms_norm_in_place(out, &w.attn_sub_norm, eps);
             Ok::<(), Error>(())
         })?;
         s.quant.quantize_on(Some(k), &s.att, qd, QuantRule::I2s)?;

@@ -738,55 +738,36 @@ unsafe fn q6_k_row_imp(row: &[u8], q: &[i8], bsums: &[i16], out: &mut [i32], d_o
 
 /// See `scalar::f16_rows`.
 pub fn f16_rows(w: &[u8], row_stride: usize, x: &[f32], out: &mut [f32]) {
-    assert!(strided_rows_fit(
-        w.len(),
-        row_stride,
-        out.len(),
-        x.len() * 2
-    ));
+    assert_strided_rows(w.len(), row_stride, out.len(), x.len() * 2);
     // SAFETY: length checked above; AVX2/FMA/F16C checked when the table was chosen.
     unsafe { dense_rows_imp::<true>(w, row_stride, x, out) }
 }
 
 /// See `scalar::f32_rows`.
 pub fn f32_rows(w: &[u8], row_stride: usize, x: &[f32], out: &mut [f32]) {
-    assert!(strided_rows_fit(
-        w.len(),
-        row_stride,
-        out.len(),
-        x.len() * 4
-    ));
+    assert_strided_rows(w.len(), row_stride, out.len(), x.len() * 4);
     // SAFETY: as `f16_rows`.
     unsafe { dense_rows_imp::<false>(w, row_stride, x, out) }
 }
 
 /// See `scalar::f16_weighted_rows`.
 pub fn f16_weighted_rows(v: &[u8], row_stride: usize, weights: &[f32], out: &mut [f32]) {
-    assert!(strided_rows_fit(
-        v.len(),
-        row_stride,
-        weights.len(),
-        out.len() * 2
-    ));
+    assert_strided_rows(v.len(), row_stride, weights.len(), out.len() * 2);
     // SAFETY: as `f16_rows`.
     unsafe { weighted_rows_imp::<true>(v, row_stride, weights, out) }
 }
 
 /// See `scalar::f32_weighted_rows`.
 pub fn f32_weighted_rows(v: &[u8], row_stride: usize, weights: &[f32], out: &mut [f32]) {
-    assert!(strided_rows_fit(
-        v.len(),
-        row_stride,
-        weights.len(),
-        out.len() * 4
-    ));
+    assert_strided_rows(v.len(), row_stride, weights.len(), out.len() * 4);
     // SAFETY: as `f16_rows`.
     unsafe { weighted_rows_imp::<false>(v, row_stride, weights, out) }
 }
 
-/// Whether `rows` rows of `row_bytes` bytes, `stride` bytes apart, lie inside `len` bytes.
-fn strided_rows_fit(len: usize, stride: usize, rows: usize, row_bytes: usize) -> bool {
-    rows == 0 || (stride >= row_bytes && (rows - 1) * stride + row_bytes <= len)
+/// Panics unless `rows` rows of `row_bytes` bytes, `stride` bytes apart, lie inside `len` bytes
+/// (what the raw-pointer loops rely on; `Kernels` checks the same and returns an error first).
+fn assert_strided_rows(len: usize, stride: usize, rows: usize, row_bytes: usize) {
+    assert!(rows == 0 || (stride >= row_bytes && (rows - 1) * stride + row_bytes <= len));
 }
 
 #[inline]
