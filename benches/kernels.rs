@@ -1,5 +1,5 @@
 //! Kernel benchmarks on the BitNet b1.58 2B-4T shapes: GEMV (1 token) and GEMM (128 tokens) for
-//! I2_S, TL1, TL2 and TQ2_0, plus the lm_head GEMV (128256 × 2560) in F16, Q8_0 and Q6_K, at 1
+//! I2_S, TL1, TL2 and TQ2_0, plus the lm_head GEMV (128256 × 2560) in F16, Q8_0, Q4_0 and Q6_K, at 1
 //! and 2 threads.
 //! Prints weight GB/s (weight bytes / time; a GEMM reads the weights once per call) and integer
 //! ops/s (2·M·K·tokens / time), median of the repetitions after one warm-up.
@@ -218,10 +218,8 @@ fn lm_head(threads: usize, reps: usize) {
     }
     // Random block bytes with a small finite f16 `d` (its high byte masked) in every block.
     let blocks = |block_bytes: usize, d_at: usize, seed: u64| {
-        let mut b = random_bytes(
-            m * k / if block_bytes == 34 { 32 } else { 256 } * block_bytes,
-            seed,
-        );
+        let block_values = if block_bytes == 210 { 256 } else { 32 };
+        let mut b = random_bytes(m * k / block_values * block_bytes, seed);
         for blk in b.chunks_exact_mut(block_bytes) {
             blk[d_at + 1] &= 0x1b;
         }
@@ -236,6 +234,16 @@ fn lm_head(threads: usize, reps: usize) {
             kern.q8_0(&w, &xq, &mut y).expect("q8_0")
         });
         report("Q8_0", q8.len(), secs);
+    }
+    {
+        let q4 = blocks(18, 0, 9);
+        let w = Q4_0Weights::new(&q4, shape).expect("q4_0");
+        let mut xq = Q8Rows::new();
+        let secs = median_secs(reps, || {
+            xq.quantize(&x, k).expect("q8");
+            kern.q4_0(&w, &xq, &mut y).expect("q4_0")
+        });
+        report("Q4_0", q4.len(), secs);
     }
     {
         let q6 = blocks(210, 208, 8);

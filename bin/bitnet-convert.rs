@@ -33,7 +33,7 @@ enum Command {
         /// Projection layout: i2_s, tl1, tl2, tq1_0, tq2_0, f16, bf16, f32.
         #[arg(long, default_value = "i2_s", value_parser = parse_layout)]
         layout: LayoutKind,
-        /// token_embd type: f16, f32, q8_0 or q6_k (the last two lossy).
+        /// token_embd type: f16, f32, q8_0, q6_k or q4_0 (the last three lossy).
         #[arg(long, default_value = "f16", value_parser = parse_embed)]
         embed_type: EmbedType,
         /// bitnet.cpp kernel_config.ini with the TL1/TL2 tiling (else derived).
@@ -91,7 +91,7 @@ enum Command {
         /// kernel_config.ini for TL inputs without recorded tiling and for TL outputs.
         #[arg(long)]
         kernel_config: Option<PathBuf>,
-        /// New token_embd type: f16, f32, q8_0 or q6_k (default: copied unchanged).
+        /// New token_embd type: f16, f32, q8_0, q6_k or q4_0 (default: copied unchanged).
         #[arg(long, value_parser = parse_embed)]
         embed_type: Option<EmbedType>,
         /// Re-read the output and compare it with the input.
@@ -141,7 +141,7 @@ fn parse_layout(s: &str) -> Result<LayoutKind, String> {
 }
 
 fn parse_embed(s: &str) -> Result<EmbedType, String> {
-    EmbedType::from_name(s).ok_or_else(|| "expected f16, f32, q8_0 or q6_k".into())
+    EmbedType::from_name(s).ok_or_else(|| "expected f16, f32, q8_0, q6_k or q4_0".into())
 }
 
 fn parse_profile(s: &str) -> Result<Profile, String> {

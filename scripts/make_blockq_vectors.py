@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""Q6_K / Q8_0 / Q8_K test vectors made by ggml itself (fixtures/vectors/blockq).
+"""Q6_K / Q4_0 / Q8_0 / Q8_K test vectors made by ggml itself (fixtures/vectors/blockq).
 
 Loads ggml's shared libraries from a llama.cpp build and runs, on deterministic inputs:
-  quantize_row_q6_K_ref, quantize_row_q8_0_ref, quantize_row_q8_K_ref (libggml-base), and
-  ggml's CPU vec_dot for Q6_K x Q8_K (libggml-cpu, type traits), whose f32 results are kept.
+  quantize_row_q6_K_ref, quantize_row_q4_0_ref, quantize_row_q8_0_ref, quantize_row_q8_K_ref
+  (libggml-base), and ggml's CPU vec_dot for Q6_K x Q8_K and Q4_0 x Q8_0 (libggml-cpu, type
+  traits), whose f32 results are kept.
 Writes raw little-endian files plus manifest.json (with the llama.cpp version and compiler).
 
   make_blockq_vectors.py LLAMA_BUILD_DIR OUT_DIR
@@ -56,7 +57,8 @@ def main(build, out_dir):
     base = ctypes.CDLL(str(build / "bin" / "libggml-base.so"))
     cpu = ctypes.CDLL(str(build / "bin" / "libggml-cpu.so"))
     f32p, vp = ctypes.POINTER(ctypes.c_float), ctypes.c_void_p
-    for name in ["quantize_row_q6_K_ref", "quantize_row_q8_0_ref", "quantize_row_q8_K_ref"]:
+    for name in ["quantize_row_q6_K_ref", "quantize_row_q4_0_ref", "quantize_row_q8_0_ref",
+                 "quantize_row_q8_K_ref"]:
         getattr(base, name).argtypes = [f32p, vp, ctypes.c_int64]
         getattr(base, name).restype = None
 
@@ -69,6 +71,10 @@ def main(build, out_dir):
     base.quantize_row_q6_K_ref(f(w), q6.ctypes.data, m * k)
     q8_0 = np.zeros(m * k // 32 * 34, np.uint8)
     base.quantize_row_q8_0_ref(f(w), q8_0.ctypes.data, m * k)
+    q4_0 = np.zeros(m * k // 32 * 18, np.uint8)
+    base.quantize_row_q4_0_ref(f(w), q4_0.ctypes.data, m * k)
+    x8_0 = np.zeros(m * k // 32 * 34, np.uint8)
+    base.quantize_row_q8_0_ref(f(x), x8_0.ctypes.data, m * k)
     q8k = np.zeros(m * k // QK_K * 292, np.uint8)
     base.quantize_row_q8_K_ref(f(x), q8k.ctypes.data, m * k)
 
@@ -80,20 +86,28 @@ def main(build, out_dir):
     cpu.ggml_get_type_traits_cpu.argtypes = [ctypes.c_int]
     if hasattr(cpu, "ggml_cpu_init"):
         cpu.ggml_cpu_init()
-    traits = cpu.ggml_get_type_traits_cpu(14).contents  # GGML_TYPE_Q6_K
-    assert traits.vec_dot_type == 15, traits.vec_dot_type  # GGML_TYPE_Q8_K
-    vec_dot = ctypes.CFUNCTYPE(None, ctypes.c_int, f32p, ctypes.c_size_t, vp, ctypes.c_size_t,
-                               vp, ctypes.c_size_t, ctypes.c_int)(traits.vec_dot)
-    dots = np.zeros((m, m), np.float32)  # dots[t][r] = row r of W (Q6_K) . row t of X (Q8_K)
-    s = ctypes.c_float()
-    for t in range(m):
-        for r in range(m):
-            vec_dot(k, ctypes.byref(s), 0, q6.ctypes.data + r * (k // QK_K) * 210, 0,
-                    q8k.ctypes.data + t * (k // QK_K) * 292, 0, 1)
-            dots[t, r] = s.value
+    def all_dots(wtype, wq, wbytes, xtype, xq, xbytes):
+        traits = cpu.ggml_get_type_traits_cpu(wtype).contents
+        assert traits.vec_dot_type == xtype, traits.vec_dot_type
+        vec_dot = ctypes.CFUNCTYPE(None, ctypes.c_int, f32p, ctypes.c_size_t, vp,
+                                   ctypes.c_size_t, vp, ctypes.c_size_t, ctypes.c_int)(
+                                       traits.vec_dot)
+        dots = np.zeros((m, m), np.float32)  # dots[t][r] = row r of W . row t of X
+        s = ctypes.c_float()
+        for t in range(m):
+            for r in range(m):
+                vec_dot(k, ctypes.byref(s), 0, wq.ctypes.data + r * wbytes, 0,
+                        xq.ctypes.data + t * xbytes, 0, 1)
+                dots[t, r] = s.value
+        return dots
+
+    # GGML_TYPE_Q6_K = 14 with Q8_K = 15; GGML_TYPE_Q4_0 = 2 with Q8_0 = 8.
+    dots = all_dots(14, q6, k // QK_K * 210, 15, q8k, k // QK_K * 292)
+    dots_q4_0 = all_dots(2, q4_0, k // 32 * 18, 8, x8_0, k // 32 * 34)
 
     files = {"weights.f32": w, "activations.f32": x, "weights.q6_k": q6, "weights.q8_0": q8_0,
-             "activations.q8_k": q8k, "dots.f32": dots}
+             "activations.q8_k": q8k, "dots.f32": dots, "weights.q4_0": q4_0,
+             "activations.q8_0": x8_0, "dots_q4_0.f32": dots_q4_0}
     for n, a in files.items():
         (out / n).write_bytes(np.ascontiguousarray(a).tobytes())
     version = (build.parent / "CMakeLists.txt")
@@ -111,6 +125,10 @@ def main(build, out_dir):
                                 "int8 qs[256], int16 bsums[16] (292 bytes)",
             "dots.f32": "rows x rows float32: [t][r] = ggml CPU vec_dot_q6_K_q8_K(weights.q6_k row r, "
                         "activations.q8_k row t) (the AVX2 kernel: f32 sum order differs from ours)",
+            "weights.q4_0": "quantize_row_q4_0_ref(weights): block_q4_0, 18 bytes per 32 values",
+            "activations.q8_0": "quantize_row_q8_0_ref(activations): block_q8_0",
+            "dots_q4_0.f32": "rows x rows float32: [t][r] = ggml CPU vec_dot_q4_0_q8_0(weights.q4_0 "
+                             "row r, activations.q8_0 row t) (AVX2; f32 sum order differs)",
         },
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")

@@ -223,16 +223,34 @@ fn q8_0_embedding_is_within_half_a_step_of_the_input() {
     assert_eq!(report.verify.unwrap().differences(), 0);
 }
 
-/// Q6_K embedding: within half a sub-block step of the input, `--verify` passes, and
-/// gguf-to-gguf re-quantizes an F32-embedding file to the same bytes and dequantizes back to
+/// Q6_K and Q4_0 embeddings: within their quantization step of the input, `--verify` passes,
+/// and gguf-to-gguf re-quantizes an F32-embedding file to the same bytes and dequantizes back to
 /// the values the runtime and converter read.
 #[test]
-fn q6_k_embedding_quantizes_and_converts_between_files() {
+fn quantized_embeddings_convert_between_files() {
+    // (type, bytes of ref-tiny's 512×256 embedding, values per step group, error bound / amax):
+    // Q6_K: half a sub-block step (amax/31) plus the int8 scale's rounding; Q4_0: a whole step
+    // (amax/8), since the side opposite the block's max clamps at nibble 15.
+    for (embed, name, len, group, bound) in [
+        (EmbedType::Q6_K, "Q6_K", 512 * 210, 16, 0.5 / 31.0 + 0.02),
+        (EmbedType::Q4_0, "Q4_0", 4096 * 18, 32, 1.0 / 8.0 + 0.01),
+    ] {
+        quantized_embedding_converts(embed, name, len, group, bound);
+    }
+}
+
+fn quantized_embedding_converts(
+    embed: EmbedType,
+    name: &str,
+    len: usize,
+    group: usize,
+    bound: f32,
+) {
     use bitnet_gguf::gguf::{map_file, GgufFile};
     use bitnet_gguf::hf::names::TensorRole;
     let dir = tempfile::tempdir().unwrap();
     let (q6, f32_embed) = (dir.path().join("q6.gguf"), dir.path().join("f32.gguf"));
-    official(PACKED, &q6, LayoutKind::I2_S, EmbedType::Q6_K);
+    official(PACKED, &q6, LayoutKind::I2_S, embed);
     official(PACKED, &f32_embed, LayoutKind::I2_S, EmbedType::F32);
     let q = ModelSource::open(&q6, None).unwrap();
     let p = ModelSource::open(std::path::Path::new(PACKED), None).unwrap();
@@ -240,21 +258,17 @@ fn q6_k_embedding_quantizes_and_converts_between_files() {
         q.dense(TensorRole::Embedding).unwrap(),
         p.dense(TensorRole::Embedding).unwrap(),
     );
-    assert_eq!(dq.type_name(), "Q6_K");
-    assert_eq!(dq.bytes().len(), 512 * 210);
+    assert_eq!(dq.type_name(), name);
+    assert_eq!(dq.bytes().len(), len);
     let (vq, vp) = (dq.to_f32(), dp.to_f32());
-    for (bq, bp) in vq.chunks(16).zip(vp.chunks(16)) {
-        // A sub-block's step is at most its amax/31 plus the int8 scale's rounding.
+    for (bq, bp) in vq.chunks(group).zip(vp.chunks(group)) {
         let amax = bp.iter().fold(0.0f32, |m, v| m.max(v.abs()));
         for (x, y) in bq.iter().zip(bp) {
-            assert!(
-                (x - y).abs() <= amax / 31.0 * 0.5 + amax * 0.02,
-                "{x} vs {y}"
-            );
+            assert!((x - y).abs() <= amax * bound, "{name}: {x} vs {y}");
         }
     }
     let mut opts = convert::HfToGguf::new(PACKED, dir.path().join("q6v.gguf"));
-    opts.embed_type = EmbedType::Q6_K;
+    opts.embed_type = embed;
     opts.verify = true;
     opts.quiet = true;
     assert_eq!(
@@ -278,7 +292,7 @@ fn q6_k_embedding_quantizes_and_converts_between_files() {
         output: requantized.clone(),
         layout: LayoutKind::I2_S,
         kernel_config: None,
-        embed_type: Some(EmbedType::Q6_K),
+        embed_type: Some(embed),
         verify: true,
         quiet: true,
     };

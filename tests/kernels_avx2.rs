@@ -154,6 +154,40 @@ proptest! {
         prop_assert_eq!(ys.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), ya.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
     }
 
+    /// Q4_0: random weight bytes (every nibble, any finite f16 d) against Q8_0-quantized
+    /// activations: per-block dots equal the exact `Σ (nibble − 8)·q` on both ISAs, and the f32
+    /// outputs are bit-identical. 1–9 blocks cover the 4-block and single-block paths.
+    #[test]
+    fn q4_0_avx2_equals_scalar_and_exact(m in 1usize..7, nb in 1usize..10, ntok in 1usize..4, bytes in proptest::collection::vec(any::<u8>(), 6 * 9 * 18), seed: u64, extreme: bool) {
+        let Some((s, a)) = pair() else { return Ok(()) };
+        let k = nb * 32;
+        let t = ternary(seed, ntok * k);
+        let x: Vec<f32> = t.iter().enumerate().map(|(i, &v)| if extreme { f32::from(v) * 1e3 } else { f32::from(v) * (0.3 + (i % 11) as f32 * 0.2) }).collect();
+        let mut q = Q8Rows::new();
+        q.quantize(&x, k).unwrap();
+        let mut wb = bytes[..m * nb * 18].to_vec();
+        for blk in wb.chunks_exact_mut(18) { blk[1] &= 0x3b; }
+        let w = Q4_0Weights::new(&wb, Shape::new(m, k)).unwrap();
+        let (mut ds, mut da) = (vec![0; ntok * m * nb], vec![0; ntok * m * nb]);
+        s.q4_0_dot(&w, &q, &mut ds).unwrap();
+        a.q4_0_dot(&w, &q, &mut da).unwrap();
+        prop_assert_eq!(&ds, &da);
+        for tt in 0..ntok {
+            for r in 0..m {
+                for b in 0..nb {
+                    let qs = &wb[(r * nb + b) * 18 + 2..(r * nb + b + 1) * 18];
+                    let xs = &q.values()[tt * k + b * 32..tt * k + b * 32 + 32];
+                    let exact: i32 = (0..16).map(|j| (i32::from(qs[j] & 15) - 8) * i32::from(xs[j]) + (i32::from(qs[j] >> 4) - 8) * i32::from(xs[j + 16])).sum();
+                    prop_assert_eq!(ds[(tt * m + r) * nb + b], exact);
+                }
+            }
+        }
+        let (mut ys, mut ya) = (vec![0f32; ntok * m], vec![0f32; ntok * m]);
+        s.q4_0(&w, &q, &mut ys).unwrap();
+        a.q4_0(&w, &q, &mut ya).unwrap();
+        prop_assert_eq!(ys.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), ya.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+    }
+
     /// Q6_K: random weight bytes (every code, any int8 scale including −128, finite f16 d)
     /// against Q8_K-quantized activations: per-block sums equal the exact
     /// `Σ_j scale_j · Σ (code − 32)·q` on both ISAs, and the f32 outputs are bit-identical.

@@ -1,12 +1,12 @@
-//! Q6_K, Q8_0 and Q8_K against ggml itself (`fixtures/vectors/blockq`, made by
+//! Q6_K, Q4_0, Q8_0 and Q8_K against ggml itself (`fixtures/vectors/blockq`, made by
 //! `scripts/make_blockq_vectors.py` from ggml's `quantize_row_*_ref` and its CPU
-//! `vec_dot_q6_K_q8_K`): our quantizers write the same bytes, and our Q6_K × Q8_K kernels give
-//! ggml's dot products up to f32 summation order.
+//! `vec_dot_q6_K_q8_K` / `vec_dot_q4_0_q8_0`): our quantizers write the same bytes, and our
+//! Q6_K × Q8_K and Q4_0 × Q8_0 kernels give ggml's dot products up to f32 summation order.
 
-use bitnet_gguf::layout::block_quant::{Q6_K, Q8_0};
+use bitnet_gguf::layout::block_quant::{Q4_0, Q6_K, Q8_0};
 use bitnet_gguf::layout::q6_k;
 use bitnet_gguf::layout::Shape;
-use bitnet_gguf::runtime::kernels::{Isa, Kernels, Q6_KWeights, Q8KRows};
+use bitnet_gguf::runtime::kernels::{Isa, Kernels, Q4_0Weights, Q6_KWeights, Q8KRows, Q8Rows};
 
 const DIR: &str = "fixtures/vectors/blockq";
 const ROWS: usize = 8;
@@ -24,10 +24,14 @@ fn floats(name: &str) -> Vec<f32> {
 }
 
 #[test]
-fn q6_k_and_q8_0_quantizers_write_ggmls_bytes() {
+fn q6_k_q4_0_and_q8_0_quantizers_write_ggmls_bytes() {
     let w = floats("weights.f32");
     assert_eq!(w.len(), ROWS * K);
-    for (quant, file) in [(&Q6_K, "weights.q6_k"), (&Q8_0, "weights.q8_0")] {
+    for (quant, file) in [
+        (&Q6_K, "weights.q6_k"),
+        (&Q8_0, "weights.q8_0"),
+        (&Q4_0, "weights.q4_0"),
+    ] {
         let expected = bytes(file);
         let mut ours = Vec::new();
         quant.quantize_into(&w, &mut ours).unwrap();
@@ -113,6 +117,61 @@ fn q8_k_activations_and_q6_k_dots_match_ggml() {
         for (i, (&ours, &theirs)) in y.iter().zip(&expected).enumerate() {
             let (t, r) = (i / ROWS, i % ROWS);
             // Same integers, f32 partial sums in another order: a few ulps of the magnitude.
+            let tol = magnitude(t, r) * 8.0 * f32::EPSILON;
+            assert!(
+                (ours - theirs).abs() <= tol,
+                "{isa:?} token {t} row {r}: ours {ours} ggml {theirs} (tolerance {tol})"
+            );
+        }
+    }
+}
+
+#[test]
+fn q8_0_activations_and_q4_0_dots_match_ggml() {
+    let x = floats("activations.f32");
+    let mut q = Q8Rows::new();
+    q.quantize(&x, K).unwrap();
+    // Our Q8_0 activation rows are ggml's quantize_row_q8_0_ref bytes.
+    for (b, block) in bytes("activations.q8_0").chunks_exact(34).enumerate() {
+        let d = half::f16::from_le_bytes([block[0], block[1]]).to_f32();
+        assert_eq!(q.scales()[b].to_bits(), d.to_bits(), "block {b}: d");
+        let qs: Vec<i8> = block[2..].iter().map(|&v| v as i8).collect();
+        assert_eq!(&q.values()[b * 32..(b + 1) * 32], &qs[..], "block {b}: qs");
+    }
+    let q4 = bytes("weights.q4_0");
+    let w = Q4_0Weights::new(&q4, Shape::new(ROWS, K)).unwrap();
+    let expected = floats("dots_q4_0.f32");
+    let nb = K / 32;
+    // Σ |d_w · d_x · (nibble − 8) · q|: bounds every partial sum of any grouping.
+    let magnitude = |t: usize, r: usize| -> f32 {
+        (0..nb)
+            .map(|b| {
+                let blk = &q4[(r * nb + b) * 18..(r * nb + b + 1) * 18];
+                let dw = half::f16::from_le_bytes([blk[0], blk[1]]).to_f32();
+                let xs = &q.values()[t * K + b * 32..t * K + b * 32 + 32];
+                let ints: i32 = (0..16)
+                    .map(|j| {
+                        let (lo, hi) = (
+                            i32::from(blk[2 + j] & 15) - 8,
+                            i32::from(blk[2 + j] >> 4) - 8,
+                        );
+                        (lo * i32::from(xs[j])).abs() + (hi * i32::from(xs[j + 16])).abs()
+                    })
+                    .sum();
+                (dw * q.scales()[t * nb + b]).abs() * ints as f32
+            })
+            .sum()
+    };
+    for isa in [Isa::Scalar, Isa::Avx2] {
+        if !isa.available() {
+            eprintln!("SKIPPED: {isa:?} not available");
+            continue;
+        }
+        let kernels = Kernels::new(2, Some(isa)).unwrap();
+        let mut y = vec![0f32; ROWS * ROWS];
+        kernels.q4_0(&w, &q, &mut y).unwrap();
+        for (i, (&ours, &theirs)) in y.iter().zip(&expected).enumerate() {
+            let (t, r) = (i / ROWS, i % ROWS);
             let tol = magnitude(t, r) * 8.0 * f32::EPSILON;
             assert!(
                 (ours - theirs).abs() <= tol,

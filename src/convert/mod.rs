@@ -68,7 +68,8 @@ pub(crate) struct GgufOutput<'a> {
     pub(crate) layout: LayoutKind,
     pub(crate) quiet: bool,
     pub(crate) verify: bool,
-    /// The embedding was quantized (Q8_0, Q6_K): compare only the other tensors when verifying.
+    /// The embedding was quantized (Q8_0, Q6_K, Q4_0): compare only the other tensors when
+    /// verifying.
     pub(crate) skip_dense_in_verify: bool,
 }
 

@@ -48,6 +48,8 @@ pub enum EmbedType {
     Q8_0,
     /// ggml Q6_K (256-value blocks of 16 int8-scaled 6-bit groups), lossy.
     Q6_K,
+    /// ggml Q4_0 (32-value blocks, f16 `d = max/−8`, 4-bit `x/d + 8`), lossy.
+    Q4_0,
 }
 
 impl EmbedType {
@@ -58,21 +60,23 @@ impl EmbedType {
             EmbedType::F32 => GgmlType::F32,
             EmbedType::Q8_0 => GgmlType::Q8_0,
             EmbedType::Q6_K => GgmlType::Q6_K,
+            EmbedType::Q4_0 => GgmlType::Q4_0,
         }
     }
 
     /// True for the quantized types (the output's embedding is not the source's).
     pub fn is_lossy(self) -> bool {
-        matches!(self, EmbedType::Q8_0 | EmbedType::Q6_K)
+        matches!(self, EmbedType::Q8_0 | EmbedType::Q6_K | EmbedType::Q4_0)
     }
 
-    /// Parses `f16`, `f32`, `q8_0` or `q6_k`.
+    /// Parses `f16`, `f32`, `q8_0`, `q6_k` or `q4_0`.
     pub fn from_name(name: &str) -> Option<Self> {
         match name.to_ascii_lowercase().as_str() {
             "f16" => Some(EmbedType::F16),
             "f32" => Some(EmbedType::F32),
             "q8_0" => Some(EmbedType::Q8_0),
             "q6_k" => Some(EmbedType::Q6_K),
+            "q4_0" => Some(EmbedType::Q4_0),
             _ => None,
         }
     }
@@ -302,7 +306,7 @@ impl Job {
     }
 }
 
-/// Converts `values` to `ty`'s bytes: F16/BF16 round to nearest even; Q8_0 and Q6_K are
+/// Converts `values` to `ty`'s bytes: F16/BF16 round to nearest even; Q8_0, Q6_K and Q4_0 are
 /// quantized by [`BlockQuant`] (`values` is then whole blocks, which the caller checked).
 pub fn encode_values(values: &[f32], ty: GgmlType, out: &mut Vec<u8>) -> Result<(), LayoutError> {
     match ty {

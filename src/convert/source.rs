@@ -61,12 +61,12 @@ pub enum DenseData<'a> {
     F16(&'a [u8]),
     /// IEEE single, little-endian.
     F32(&'a [u8]),
-    /// A ggml block-quantized type (Q8_0, Q6_K).
+    /// A ggml block-quantized type (Q8_0, Q6_K, Q4_0).
     Quantized(&'static BlockQuant, &'a [u8]),
 }
 
 impl<'a> DenseData<'a> {
-    /// The type's name as in GGUF (`"BF16"`, `"F16"`, `"F32"`, `"Q8_0"`, `"Q6_K"`).
+    /// The type's name as in GGUF (`"BF16"`, `"F16"`, `"F32"`, `"Q8_0"`, `"Q6_K"`, `"Q4_0"`).
     pub fn type_name(&self) -> &'static str {
         match self {
             DenseData::BF16(_) => "BF16",
@@ -489,7 +489,7 @@ impl ModelSource {
                         return Err(Error::BadTensor {
                             path: self.path.clone(),
                             tensor: name,
-                            expected: "F16, BF16, F32, Q8_0 or Q6_K".into(),
+                            expected: "F16, BF16, F32, Q8_0, Q6_K or Q4_0".into(),
                             found: other.name().into(),
                         })
                     }

@@ -1,11 +1,12 @@
-//! ggml's block-quantized dense types for the token embedding / lm_head: [`Q8_0`] and [`Q6_K`].
+//! ggml's block-quantized dense types for the token embedding / lm_head: [`Q8_0`], [`Q6_K`] and
+//! [`Q4_0`].
 //!
 //! These are lossy and never hold ternary projections; they sit here beside the ternary codecs
 //! because they are byte layouts like them. Each type quantizes and dequantizes whole blocks of
 //! a row (ggml requires `K % block == 0`); [`BlockQuant`] carries the geometry, checks every
 //! length, and is the one place the converter, the model loader and the tests go through.
 
-use super::{q6_k, q8_0, Error, Shape};
+use super::{q4_0, q6_k, q8_0, Error, Shape};
 use crate::gguf::GgmlType;
 
 /// A ggml block-quantized type: `block_values` numbers stored in `block_bytes` bytes.
@@ -36,6 +37,15 @@ pub const Q6_K: BlockQuant = BlockQuant {
     dequantize: q6_k::dequantize_blocks,
 };
 
+/// ggml Q4_0: 32 values in 18 bytes (4.5 bits per value).
+pub const Q4_0: BlockQuant = BlockQuant {
+    ggml_type: GgmlType::Q4_0,
+    block_values: q4_0::BLOCK_VALUES,
+    block_bytes: q4_0::BLOCK_BYTES,
+    quantize: q4_0::quantize_blocks,
+    dequantize: q4_0::dequantize_blocks,
+};
+
 /// Two descriptors are equal when they describe the same GGUF type.
 impl PartialEq for BlockQuant {
     fn eq(&self, other: &Self) -> bool {
@@ -51,6 +61,7 @@ impl BlockQuant {
         match ggml_type {
             GgmlType::Q8_0 => Some(&Q8_0),
             GgmlType::Q6_K => Some(&Q6_K),
+            GgmlType::Q4_0 => Some(&Q4_0),
             _ => None,
         }
     }
@@ -60,7 +71,7 @@ impl BlockQuant {
         self.ggml_type
     }
 
-    /// Name as in GGUF (`"Q8_0"`, `"Q6_K"`).
+    /// Name as in GGUF (`"Q8_0"`, `"Q6_K"`, `"Q4_0"`).
     pub fn name(&self) -> &'static str {
         self.ggml_type.name()
     }

@@ -11,6 +11,7 @@ pub mod gpu_w2a8;
 pub mod hf_packed;
 pub mod i2s;
 pub mod kernel_config;
+pub mod q4_0;
 pub mod q6_k;
 pub mod q8_0;
 mod tensor;

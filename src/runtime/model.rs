@@ -6,8 +6,8 @@
 
 use super::error::Error;
 use super::kernels::{
-    F16Weights, F32Weights, I2sWeights, Kernels, Q6_KWeights, Q8KRows, Q8Rows, Q8_0Weights,
-    QuantizedRows, Tl1Weights, Tl2Weights, Tq1_0Weights, Tq2_0Weights,
+    F16Weights, F32Weights, I2sWeights, Kernels, Q4_0Weights, Q6_KWeights, Q8KRows, Q8Rows,
+    Q8_0Weights, QuantizedRows, Tl1Weights, Tl2Weights, Tq1_0Weights, Tq2_0Weights,
 };
 use super::repack::I2sRepack;
 use super::tokenizer::{GgufVocab, Tokenizer};
@@ -237,7 +237,7 @@ pub struct DenseMatrix<'a> {
 }
 
 impl<'a> DenseMatrix<'a> {
-    /// Views `bytes` as a `shape` matrix of `ggml_type` (F32, F16, BF16, Q8_0 or Q6_K).
+    /// Views `bytes` as a `shape` matrix of `ggml_type` (F32, F16, BF16, Q8_0, Q6_K or Q4_0).
     pub fn new(
         name: &str,
         ggml_type: GgmlType,
@@ -260,7 +260,7 @@ impl<'a> DenseMatrix<'a> {
                 name: name.into(),
                 ggml_type: ggml_type.name(),
                 role:
-                    "as a dense matrix (F32, F16, BF16, or Q8_0/Q6_K with whole blocks per row, and enough bytes)",
+                    "as a dense matrix (F32, F16, BF16, or Q8_0/Q6_K/Q4_0 with whole blocks per row, and enough bytes)",
             }),
         }
     }
@@ -275,8 +275,8 @@ impl<'a> DenseMatrix<'a> {
         self.ggml_type
     }
 
-    /// Row `r` converted to f32 (exact for F32/F16/BF16; the dequantized values for Q8_0 and
-    /// Q6_K). `out.len()` = K.
+    /// Row `r` converted to f32 (exact for F32/F16/BF16; the dequantized values for Q8_0,
+    /// Q6_K and Q4_0). `out.len()` = K.
     pub fn row_to_f32(&self, r: usize, out: &mut [f32]) {
         let k = self.shape.cols;
         match self.ggml_type {
@@ -308,8 +308,9 @@ impl<'a> DenseMatrix<'a> {
 
     /// `y[t*M + r] = Σ_k w[r][k] · x[t*K + k]` with ggml's operand handling: for F16 and BF16
     /// weights the activations are first rounded to that type (ggml's `vec_dot_type`), for
-    /// Q8_0 they are quantized to Q8_0 blocks and for Q6_K to Q8_K blocks; F32 uses them as
-    /// they are. F16/F32/Q8_0/Q6_K run on the SIMD kernels; BF16 is scalar code here.
+    /// Q8_0 and Q4_0 they are quantized to Q8_0 blocks and for Q6_K to Q8_K blocks; F32 uses
+    /// them as they are. F16/F32/Q8_0/Q6_K/Q4_0 run on the SIMD kernels; BF16 is scalar code
+    /// here.
     pub fn matmul(&self, kernels: &Kernels, x: &[f32], y: &mut [f32]) -> Result<(), Error> {
         let (m, k) = (self.shape.rows, self.shape.cols);
         if x.len() % k != 0 || y.len() != x.len() / k * m {
@@ -340,6 +341,11 @@ impl<'a> DenseMatrix<'a> {
                 xq.quantize(x, k)?;
                 kernels.q6_k(&Q6_KWeights::new(self.bytes, self.shape)?, &xq, y)?
             }
+            GgmlType::Q4_0 => {
+                let mut xq = Q8Rows::new();
+                xq.quantize(x, k)?;
+                kernels.q4_0(&Q4_0Weights::new(self.bytes, self.shape)?, &xq, y)?
+            }
             _ => {
                 let mut xq = Q8Rows::new();
                 xq.quantize(x, k)?;
@@ -363,7 +369,7 @@ pub enum Projection<'a> {
     Tq1_0(Tq1_0Weights<'a>),
     /// ggml TQ2_0.
     Tq2_0(Tq2_0Weights<'a>),
-    /// Dense F32/F16/BF16 (or Q8_0/Q6_K) weights: multiplied with the dequantized int8
+    /// Dense F32/F16/BF16 (or Q8_0/Q6_K/Q4_0) weights: multiplied with the dequantized int8
     /// activations `q / sa`, so a dense file computes what the ternary ones do up to float
     /// rounding.
     Dense(DenseMatrix<'a>),
@@ -569,12 +575,13 @@ impl<'a> Model<'a> {
                 | GgmlType::F16
                 | GgmlType::BF16
                 | GgmlType::Q8_0
-                | GgmlType::Q6_K => Projection::Dense(DenseMatrix::new(&name, info, bytes, shape)?),
+                | GgmlType::Q6_K
+                | GgmlType::Q4_0 => Projection::Dense(DenseMatrix::new(&name, info, bytes, shape)?),
                 other => return Err(Error::UnsupportedType {
                     name,
                     ggml_type: other.name(),
                     role:
-                        "as a projection (I2_S, TL1, TL2, TQ1_0, TQ2_0, F32, F16, BF16, Q8_0, Q6_K)",
+                        "as a projection (I2_S, TL1, TL2, TQ1_0, TQ2_0, F32, F16, BF16, Q8_0, Q6_K, Q4_0)",
                 }),
             })
         };
@@ -776,7 +783,7 @@ mod tests {
                 GgmlType::F16 => {
                     out.extend(row.iter().flat_map(|&v| f16::from_f32(v).to_le_bytes()))
                 }
-                GgmlType::Q8_0 | GgmlType::Q6_K => BlockQuant::for_ggml_type(ty)
+                GgmlType::Q8_0 | GgmlType::Q6_K | GgmlType::Q4_0 => BlockQuant::for_ggml_type(ty)
                     .unwrap()
                     .quantize_into(row, &mut out)
                     .unwrap(),
@@ -801,12 +808,14 @@ mod tests {
             })
             .collect();
         let kernels = Kernels::new(1, None).unwrap();
-        for (ty, tol) in [
-            (GgmlType::F32, 1e-3),
-            (GgmlType::F16, 0.05),
-            (GgmlType::BF16, 0.2),
-            (GgmlType::Q8_0, 0.2),
-            (GgmlType::Q6_K, 0.4),
+        // (type, product tolerance, element tolerance: half a quantization step and then some)
+        for (ty, tol, elem_tol) in [
+            (GgmlType::F32, 1e-3, 0.02),
+            (GgmlType::F16, 0.05, 0.02),
+            (GgmlType::BF16, 0.2, 0.02),
+            (GgmlType::Q8_0, 0.2, 0.02),
+            (GgmlType::Q6_K, 0.4, 0.02),
+            (GgmlType::Q4_0, 1.0, 0.07),
         ] {
             let bytes = dense(ty, &rows);
             let m = DenseMatrix::new("w", ty, &bytes, Shape::new(3, K)).unwrap();
@@ -817,7 +826,7 @@ mod tests {
             }
             let mut row = vec![0f32; K];
             m.row_to_f32(1, &mut row);
-            assert!((row[5] - rows[1][5]).abs() < 0.02, "{ty:?}");
+            assert!((row[5] - rows[1][5]).abs() < elem_tol, "{ty:?}");
         }
         assert!(DenseMatrix::new("w", GgmlType::Q6_K, &[0; 630], Shape::new(3, 128)).is_err());
         assert!(DenseMatrix::new("w", GgmlType::Q8_0, &[0; 10], Shape::new(3, 64)).is_err());

@@ -4,7 +4,7 @@
 #     standard tensor types) with the same metadata and tensor infos as `bitnet-inspect --json`;
 #  2. we read files gguf-py wrote (one written here, plus the gguf-py-written fixtures) the same
 #     way gguf-py reads them;
-#  3. gguf-py dequantizes the Q8_0 and Q6_K token embeddings our converter writes exactly as we
+#  3. gguf-py dequantizes the Q8_0, Q6_K and Q4_0 token embeddings our converter writes exactly as we
 #     do (our dequantization: `gguf-to-gguf --embed-type f32` of the same file).
 # Fails (non-zero) on any mismatch. Needs python3 with venv and network access to PyPI.
 set -euo pipefail
@@ -37,7 +37,7 @@ for f in fixtures/ref-tiny/gguf/ref-tiny-tq1_0.gguf fixtures/ref-tiny/gguf/ref-t
   check "$f"
 done
 convert="$target/bitnet-convert"
-for embed in q8_0 q6_k; do
+for embed in q8_0 q6_k q4_0; do
   q="$work/ref-tiny-$embed.gguf"
   "$convert" hf-to-gguf fixtures/ref-tiny/packed -o "$q" --layout tq2_0 --embed-type "$embed" -q
   "$convert" gguf-to-gguf "$q" -o "$work/ref-tiny-$embed-f32.gguf" --layout tq2_0 --embed-type f32 -q

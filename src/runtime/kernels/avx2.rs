@@ -595,30 +595,60 @@ unsafe fn tq1_0_row_imp(row: &[u8], q: &[i8], out: &mut [i32]) {
 pub fn q8_0_row(row: &[u8], q: &[i8], out: &mut [i32], d_out: &mut [f32]) {
     assert!(row.len() >= out.len() * 34 && q.len() >= out.len() * 32 && d_out.len() >= out.len());
     // SAFETY: lengths checked above; AVX2/F16C checked when the table was chosen.
-    unsafe { q8_0_row_imp(row, q, out, d_out) }
+    unsafe { q8_blocks_imp::<false>(row, q, out, d_out) }
 }
 
-/// ggml's `mul_sum_i8_pairs`: |w| (u8) × sign(x, w) (i8) in `maddubs`. Exact: |w| ≤ 128 and
-/// |x| ≤ 127 (the activation quantizer's range), so a pair is at most 2·128·127 = 32512.
+/// See `scalar::q4_0_row`.
+pub fn q4_0_row(row: &[u8], q: &[i8], out: &mut [i32], d_out: &mut [f32]) {
+    assert!(row.len() >= out.len() * 18 && q.len() >= out.len() * 32 && d_out.len() >= out.len());
+    // SAFETY: lengths checked above; AVX2/F16C checked when the table was chosen.
+    unsafe { q8_blocks_imp::<true>(row, q, out, d_out) }
+}
+
+/// The 32 signed weights of block `b`: Q8_0's `qs` as they are, or Q4_0's nibbles (low ones
+/// first) minus 8.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn block_weights<const Q4: bool>(rp: *const u8, b: usize) -> __m256i {
+    // SAFETY: callers keep block b inside the row.
+    unsafe {
+        if Q4 {
+            let x = load16(rp.add(b * 18 + 2));
+            let low = _mm_set1_epi8(15);
+            let (lo, hi) = (
+                _mm_and_si128(x, low),
+                _mm_and_si128(_mm_srli_epi16::<4>(x), low),
+            );
+            _mm256_sub_epi8(_mm256_set_m128i(hi, lo), _mm256_set1_epi8(8))
+        } else {
+            load(rp.add(b * 34 + 2))
+        }
+    }
+}
+
+/// Q8_0 or Q4_0 weights × Q8_0 activations, block by block, with ggml's `mul_sum_i8_pairs`:
+/// |w| (u8) × sign(x, w) (i8) in `maddubs`. Exact: |w| ≤ 128 and |x| ≤ 127 (the activation
+/// quantizer's range), so a pair is at most 2·128·127 = 32512.
 #[target_feature(enable = "avx2,f16c")]
-unsafe fn q8_0_row_imp(row: &[u8], q: &[i8], out: &mut [i32], d_out: &mut [f32]) {
+unsafe fn q8_blocks_imp<const Q4: bool>(row: &[u8], q: &[i8], out: &mut [i32], d_out: &mut [f32]) {
+    let block_bytes = if Q4 { 18 } else { 34 };
     let ones = _mm256_set1_epi16(1);
     let (rp, qp) = (row.as_ptr(), q.as_ptr() as *const u8);
+    let d_at = |b: usize| i16::from_le_bytes([row[b * block_bytes], row[b * block_bytes + 1]]);
     let mut b = 0;
     // Four blocks per step: their 8-lane sums are reduced together (two hadds).
     while b + 4 <= out.len() {
         let mut s = [_mm256_setzero_si256(); 4];
         for (i, si) in s.iter_mut().enumerate() {
-            // SAFETY: blocks b..b+4 are inside both slices (asserted by the wrapper).
-            let (w, x) = unsafe { (load(rp.add((b + i) * 34 + 2)), load(qp.add((b + i) * 32))) };
+            // SAFETY: blocks b..b+4 are inside both slices (asserted by the wrappers).
+            let (w, x) = unsafe { (block_weights::<Q4>(rp, b + i), load(qp.add((b + i) * 32))) };
             let p = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
             *si = _mm256_madd_epi16(p, ones);
         }
         let h = _mm256_hadd_epi32(_mm256_hadd_epi32(s[0], s[1]), _mm256_hadd_epi32(s[2], s[3]));
         let v = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256::<1>(h));
         // F16C conversion is exact, like the scalar `half` conversion.
-        let d =
-            [0, 1, 2, 3].map(|i| i16::from_le_bytes([row[(b + i) * 34], row[(b + i) * 34 + 1]]));
+        let d = [0, 1, 2, 3].map(|i| d_at(b + i));
         let d = _mm_cvtph_ps(_mm_setr_epi16(d[0], d[1], d[2], d[3], 0, 0, 0, 0));
         // SAFETY: out and d_out have room for blocks b..b+4.
         unsafe {
@@ -629,10 +659,10 @@ unsafe fn q8_0_row_imp(row: &[u8], q: &[i8], out: &mut [i32], d_out: &mut [f32])
     }
     while b < out.len() {
         // SAFETY: block b is inside both slices.
-        let (w, x) = unsafe { (load(rp.add(b * 34 + 2)), load(qp.add(b * 32))) };
+        let (w, x) = unsafe { (block_weights::<Q4>(rp, b), load(qp.add(b * 32))) };
         let p = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
         out[b] = unsafe { hsum_i32(_mm256_madd_epi16(p, ones)) };
-        d_out[b] = half::f16::from_le_bytes([row[b * 34], row[b * 34 + 1]]).to_f32();
+        d_out[b] = half::f16::from_bits(d_at(b) as u16).to_f32();
         b += 1;
     }
 }

@@ -11,7 +11,7 @@
 //! * `scalar` / `avx2`: the kernels, chosen once at run time into a [`KernelTable`].
 //! * [`Kernels`]: the entry point: a kernel table plus a thread pool; validated weight views
 //!   ([`I2sWeights`], [`Tl1Weights`], [`Tl2Weights`], [`Tq2_0Weights`], [`Tq1_0Weights`],
-//!   [`F16Weights`], [`F32Weights`], [`Q8_0Weights`] with [`Q8Rows`] activations,
+//!   [`F16Weights`], [`F32Weights`], [`Q8_0Weights`] and [`Q4_0Weights`] with [`Q8Rows`] activations,
 //!   [`Q6_KWeights`] with [`Q8KRows`]) go in,
 //!   `y[token * M + row]` comes out.
 //!
@@ -508,6 +508,14 @@ matrix_view! {
 }
 
 matrix_view! {
+    /// A Q4_0 matrix (ggml `block_q4_0`: f16 `d` then `qs[16]` per 32 values, 18 bytes), e.g. a
+    /// quantized token embedding used as the lm_head.
+    Q4_0Weights;
+    /// Views `bytes` (at least `M*K/32*18`) as Q4_0; K must be a multiple of 32.
+    new: |bytes, shape| block_matrix(&crate::layout::block_quant::Q4_0, bytes, shape);
+}
+
+matrix_view! {
     /// A Q6_K matrix (ggml `block_q6_K`: 210 bytes per 256 values, see [`crate::layout::q6_k`]),
     /// e.g. a quantized token embedding used as the lm_head.
     Q6_KWeights;
@@ -763,6 +771,7 @@ pub struct KernelTable {
     tq2_0_row: BlockRowFn,
     tq1_0_row: BlockRowFn,
     q8_0_row: Q8RowFn,
+    q4_0_row: Q8RowFn,
     q6_k_row: Q6kRowFn,
     f16_rows: DenseRowsFn,
     f32_rows: DenseRowsFn,
@@ -778,6 +787,7 @@ const SCALAR: KernelTable = KernelTable {
     tq2_0_row: scalar::tq2_0_row,
     tq1_0_row: scalar::tq1_0_row,
     q8_0_row: scalar::q8_0_row,
+    q4_0_row: scalar::q4_0_row,
     q6_k_row: scalar::q6_k_row,
     f16_rows: scalar::f16_rows,
     f32_rows: scalar::f32_rows,
@@ -794,6 +804,7 @@ const AVX2: KernelTable = KernelTable {
     tq2_0_row: avx2::tq2_0_row,
     tq1_0_row: avx2::tq1_0_row,
     q8_0_row: avx2::q8_0_row,
+    q4_0_row: avx2::q4_0_row,
     q6_k_row: avx2::q6_k_row,
     f16_rows: avx2::f16_rows,
     f32_rows: avx2::f32_rows,
@@ -1202,26 +1213,74 @@ impl Kernels {
     /// Q8_0 per-block exact dots `Σ w·q` over each 32-value block,
     /// `dot[(t*M + r) * (K/32) + b]`.
     pub fn q8_0_dot(&self, w: &Q8_0Weights<'_>, x: &Q8Rows, dot: &mut [i32]) -> Result<(), Error> {
-        self.q8_0_run(w, x, BlockOut::Dots(dot))
+        self.q8_blocks_run(
+            w.bytes,
+            w.shape,
+            34,
+            self.table.q8_0_row,
+            x,
+            BlockOut::Dots(dot),
+        )
     }
 
     /// Q8_0 × Q8_0 matmul (ggml's `vec_dot_q8_0_q8_0`): `y = Σ_b (d_w · d_x) · Σ_block w·q` in
     /// f32, combined by [`block_epilogue`], shared by every ISA, so outputs are bit-identical.
     pub fn q8_0(&self, w: &Q8_0Weights<'_>, x: &Q8Rows, y: &mut [f32]) -> Result<(), Error> {
-        self.q8_0_run(w, x, BlockOut::Values(y))
+        self.q8_blocks_run(
+            w.bytes,
+            w.shape,
+            34,
+            self.table.q8_0_row,
+            x,
+            BlockOut::Values(y),
+        )
     }
 
-    fn q8_0_run(&self, w: &Q8_0Weights<'_>, x: &Q8Rows, out: BlockOut<'_>) -> Result<(), Error> {
-        let (m, k, nb) = (w.shape.rows, w.shape.cols, w.shape.cols / 32);
-        out.check(w.shape, nb, x.k(), x.rows())?;
-        let kernel = self.table.q8_0_row;
+    /// Q4_0 per-block exact dots `Σ (nibble − 8)·q` over each 32-value block,
+    /// `dot[(t*M + r) * (K/32) + b]`.
+    pub fn q4_0_dot(&self, w: &Q4_0Weights<'_>, x: &Q8Rows, dot: &mut [i32]) -> Result<(), Error> {
+        self.q8_blocks_run(
+            w.bytes,
+            w.shape,
+            18,
+            self.table.q4_0_row,
+            x,
+            BlockOut::Dots(dot),
+        )
+    }
+
+    /// Q4_0 × Q8_0 matmul (ggml's `vec_dot_q4_0_q8_0`), combined as [`Kernels::q8_0`].
+    pub fn q4_0(&self, w: &Q4_0Weights<'_>, x: &Q8Rows, y: &mut [f32]) -> Result<(), Error> {
+        self.q8_blocks_run(
+            w.bytes,
+            w.shape,
+            18,
+            self.table.q4_0_row,
+            x,
+            BlockOut::Values(y),
+        )
+    }
+
+    /// The Q8_0-activation formats (Q8_0, Q4_0): 32-value blocks of `block_bytes`.
+    fn q8_blocks_run(
+        &self,
+        bytes: &[u8],
+        shape: Shape,
+        block_bytes: usize,
+        kernel: Q8RowFn,
+        x: &Q8Rows,
+        out: BlockOut<'_>,
+    ) -> Result<(), Error> {
+        let (m, k, nb) = (shape.rows, shape.cols, shape.cols / 32);
+        out.check(shape, nb, x.k(), x.rows())?;
+        let row_bytes = nb * block_bytes;
         self.block_run(
             m,
             nb,
             x.rows(),
             out,
             |r, t, raw, dw| {
-                let row = &w.bytes[r * nb * 34..(r + 1) * nb * 34];
+                let row = &bytes[r * row_bytes..(r + 1) * row_bytes];
                 kernel(row, &x.values[t * k..(t + 1) * k], raw, dw);
             },
             |_, t, raw, dw| block_epilogue(raw, dw, &x.scales[t * nb..(t + 1) * nb]),

@@ -266,6 +266,28 @@ pub fn q8_0_row(row: &[u8], q: &[i8], out: &mut [i32], d_out: &mut [f32]) {
     }
 }
 
+/// Q4_0 × Q8_0: exact `Σ (nibble − 8)·q` per 32-value block of one row of `out.len()` blocks of
+/// 18 bytes (f16 `d` then `qs[16]`, ggml `block_q4_0`: value j is the low nibble of `qs[j]`,
+/// value j + 16 the high one), and each block's `d` as f32 in `d_out`.
+pub fn q4_0_row(row: &[u8], q: &[i8], out: &mut [i32], d_out: &mut [f32]) {
+    for (((block, a), o), d) in row
+        .chunks_exact(18)
+        .zip(q.chunks_exact(32))
+        .zip(out.iter_mut())
+        .zip(d_out.iter_mut())
+    {
+        *d = f16_at(block);
+        *o = block[2..]
+            .iter()
+            .enumerate()
+            .map(|(j, &w)| {
+                let (lo, hi) = (i32::from(w & 15) - 8, i32::from(w >> 4) - 8);
+                lo * i32::from(a[j]) + hi * i32::from(a[j + 16])
+            })
+            .sum();
+    }
+}
+
 /// Q6_K × Q8_K: for each 256-value block of one row (`out.len()` blocks of 210 bytes, ggml
 /// `block_q6_K`), the exact `Σ_j scale_j · Σ_{i in sub-block j} (code_i − 32) · q_i`, and the
 /// block's `d` as f32 in `d_out`. `bsums` (the activations' 16-value sums) is not needed here:
