@@ -6,10 +6,10 @@ hidden_packed.safetensors, `seqN.final_norm`) and multiplies them with the token
 GGUF files written by `bitnet-convert hf-to-gguf --layout tq2_0 --embed-type T` (TQ2_0 so that
 gguf-py can open them; the embedding does not depend on the layout), dequantized by gguf-py.
 Prints, against the F16 head, the logit error of the quantized weights alone, of the quantized
-activations alone (Q8_0 blocks for Q8_0, Q8_K blocks for Q6_K, as ggml and bitnet-run do) and of
-both. Needs `pip install gguf numpy safetensors`.
+activations alone (Q8_0 blocks for Q8_0 and Q4_0, Q8_K blocks for Q6_K, as ggml and bitnet-run
+do) and of both. Needs `pip install gguf numpy safetensors`.
 
-  head_quant_error.py F16.gguf Q8_0.gguf Q6_K.gguf
+  head_quant_error.py F16.gguf QUANTIZED.gguf...   (Q8_0, Q6_K and/or Q4_0 embeddings)
 """
 import sys
 
@@ -43,15 +43,19 @@ def q8_k_activations(x):
     return (np.minimum(127, np.rint(iscale * x)) / iscale).reshape(-1)
 
 
-def main(f16_path, q8_path, q6_path):
+ACTIVATIONS = {"Q8_0": "q8_0", "Q4_0": "q8_0", "Q6_K": "q8_k"}
+
+
+def main(f16_path, *quantized):
     hidden = load_file(HIDDEN)
     h = np.concatenate([v for k, v in sorted(hidden.items()) if k.endswith("final_norm")])
     h = h.astype(np.float32)
     _, e16 = embedding(f16_path)
     reference = h @ e16.T
     print(f"{len(h)} positions; logit std {reference.std():.3f}")
-    for path, act in [(q8_path, q8_0_activations), (q6_path, q8_k_activations)]:
+    for path in quantized:
         name, eq = embedding(path)
+        act = q8_0_activations if ACTIVATIONS[name] == "q8_0" else q8_k_activations
         hq = np.stack([act(row) for row in h])
         rel = np.abs(e16 - eq).mean() / np.abs(e16).mean()
         print(f"{name}: mean |w - w_q| / mean |w| = {rel:.4f}")
@@ -63,7 +67,7 @@ def main(f16_path, q8_path, q6_path):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 4:
+    if len(sys.argv) < 3:
         print(__doc__, file=sys.stderr)
         sys.exit(2)
     main(*sys.argv[1:])
