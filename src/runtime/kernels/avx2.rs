@@ -634,7 +634,9 @@ unsafe fn q8_blocks_imp<const Q4: bool>(row: &[u8], q: &[i8], out: &mut [i32], d
     let block_bytes = if Q4 { 18 } else { 34 };
     let ones = _mm256_set1_epi16(1);
     let (rp, qp) = (row.as_ptr(), q.as_ptr() as *const u8);
-    let d_at = |b: usize| i16::from_le_bytes([row[b * block_bytes], row[b * block_bytes + 1]]);
+    // SAFETY (for the reads): every block b < out.len() lies inside `row` (asserted by the
+    // wrappers), and its f16 `d` is its first two bytes.
+    let d_at = |b: usize| unsafe { (rp.add(b * block_bytes) as *const i16).read_unaligned() };
     let mut b = 0;
     // Four blocks per step: their 8-lane sums are reduced together (two hadds).
     while b + 4 <= out.len() {
