@@ -41,6 +41,24 @@ fn activations(seed: u64, rows: usize, k: usize, extreme: bool) -> QuantizedRows
     q
 }
 
+/// `ntok` activation rows of `k` values quantized to Q8_0 blocks; `extreme` saturates them.
+fn q8_activations(seed: u64, ntok: usize, k: usize, extreme: bool) -> Q8Rows {
+    let x: Vec<f32> = ternary(seed, ntok * k)
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            if extreme {
+                f32::from(v) * 1e3
+            } else {
+                f32::from(v) * (0.3 + (i % 11) as f32 * 0.2)
+            }
+        })
+        .collect();
+    let mut q = Q8Rows::new();
+    q.quantize(&x, k).unwrap();
+    q
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(24))]
 
@@ -128,10 +146,7 @@ proptest! {
     fn q8_0_avx2_equals_scalar_and_exact(m in 1usize..7, nb in 1usize..10, ntok in 1usize..4, bytes in proptest::collection::vec(any::<u8>(), 6 * 9 * 34), seed: u64, extreme: bool) {
         let Some((s, a)) = pair() else { return Ok(()) };
         let k = nb * 32;
-        let t = ternary(seed, ntok * k);
-        let x: Vec<f32> = t.iter().enumerate().map(|(i, &v)| if extreme { f32::from(v) * 1e3 } else { f32::from(v) * (0.3 + (i % 11) as f32 * 0.2) }).collect();
-        let mut q = Q8Rows::new();
-        q.quantize(&x, k).unwrap();
+        let q = q8_activations(seed, ntok, k, extreme);
         // Finite f16 scales (exponent below 0x1f) so the float outputs compare.
         let mut wb = bytes[..m * nb * 34].to_vec();
         for blk in wb.chunks_exact_mut(34) { blk[1] &= 0x3b; }
@@ -161,10 +176,7 @@ proptest! {
     fn q4_0_avx2_equals_scalar_and_exact(m in 1usize..7, nb in 1usize..10, ntok in 1usize..4, bytes in proptest::collection::vec(any::<u8>(), 6 * 9 * 18), seed: u64, extreme: bool) {
         let Some((s, a)) = pair() else { return Ok(()) };
         let k = nb * 32;
-        let t = ternary(seed, ntok * k);
-        let x: Vec<f32> = t.iter().enumerate().map(|(i, &v)| if extreme { f32::from(v) * 1e3 } else { f32::from(v) * (0.3 + (i % 11) as f32 * 0.2) }).collect();
-        let mut q = Q8Rows::new();
-        q.quantize(&x, k).unwrap();
+        let q = q8_activations(seed, ntok, k, extreme);
         let mut wb = bytes[..m * nb * 18].to_vec();
         for blk in wb.chunks_exact_mut(18) { blk[1] &= 0x3b; }
         let w = Q4_0Weights::new(&wb, Shape::new(m, k)).unwrap();

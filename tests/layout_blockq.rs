@@ -106,24 +106,7 @@ fn q8_k_activations_and_q6_k_dots_match_ggml() {
             })
             .sum()
     };
-    for isa in [Isa::Scalar, Isa::Avx2] {
-        if !isa.available() {
-            eprintln!("SKIPPED: {isa:?} not available");
-            continue;
-        }
-        let kernels = Kernels::new(2, Some(isa)).unwrap();
-        let mut y = vec![0f32; ROWS * ROWS];
-        kernels.q6_k(&w, &q, &mut y).unwrap();
-        for (i, (&ours, &theirs)) in y.iter().zip(&expected).enumerate() {
-            let (t, r) = (i / ROWS, i % ROWS);
-            // Same integers, f32 partial sums in another order: a few ulps of the magnitude.
-            let tol = magnitude(t, r) * 8.0 * f32::EPSILON;
-            assert!(
-                (ours - theirs).abs() <= tol,
-                "{isa:?} token {t} row {r}: ours {ours} ggml {theirs} (tolerance {tol})"
-            );
-        }
-    }
+    assert_ggmls_dots(&expected, magnitude, |k, y| k.q6_k(&w, &q, y).unwrap());
 }
 
 #[test]
@@ -162,6 +145,17 @@ fn q8_0_activations_and_q4_0_dots_match_ggml() {
             })
             .sum()
     };
+    assert_ggmls_dots(&expected, magnitude, |k, y| k.q4_0(&w, &q, y).unwrap());
+}
+
+/// Runs `matmul` (ROWS weight rows × ROWS tokens) on every available ISA and checks each output
+/// against ggml's: the same integers with f32 partial sums in another order, so within a few
+/// ulps of `magnitude(token, row)`, a bound on every partial sum.
+fn assert_ggmls_dots(
+    expected: &[f32],
+    magnitude: impl Fn(usize, usize) -> f32,
+    matmul: impl Fn(&Kernels, &mut [f32]),
+) {
     for isa in [Isa::Scalar, Isa::Avx2] {
         if !isa.available() {
             eprintln!("SKIPPED: {isa:?} not available");
@@ -169,8 +163,8 @@ fn q8_0_activations_and_q4_0_dots_match_ggml() {
         }
         let kernels = Kernels::new(2, Some(isa)).unwrap();
         let mut y = vec![0f32; ROWS * ROWS];
-        kernels.q4_0(&w, &q, &mut y).unwrap();
-        for (i, (&ours, &theirs)) in y.iter().zip(&expected).enumerate() {
+        matmul(&kernels, &mut y);
+        for (i, (&ours, &theirs)) in y.iter().zip(expected).enumerate() {
             let (t, r) = (i / ROWS, i % ROWS);
             let tol = magnitude(t, r) * 8.0 * f32::EPSILON;
             assert!(
