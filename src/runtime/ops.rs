@@ -203,6 +203,18 @@ impl KvCache {
         out: &mut [f32],
         scores: &mut [f32],
     ) -> Result<(), KernelError> {
+        let heads_fit = n_head_kv > 0
+            && n_head % n_head_kv == 0
+            && n_head_kv * head_dim <= self.kv_dim
+            && q.len() >= n_head * head_dim
+            && out.len() >= n_head * head_dim;
+        if n_pos == 0 || n_pos > self.len || scores.len() < n_pos || !heads_fit {
+            return Err(KernelError::SizeMismatch {
+                what: "attention: positions (1..=cached, scores for each) and heads fitting q, out and the cache",
+                expected: self.len,
+                found: n_pos,
+            });
+        }
         let format = self.precision.format();
         let (elem, stride) = (format.bytes(), self.kv_dim * format.bytes());
         let group = n_head / n_head_kv;
@@ -275,6 +287,14 @@ mod tests {
                 .attend(&kernels, &q, 1, (2, 1, 4), &mut out, &mut scratch)
                 .unwrap();
             assert_eq!(out, [0.25, -0.5, 1.0, 2.0, 0.25, -0.5, 1.0, 2.0]);
+            // More positions than cached, or more kv heads than the cache holds: errors.
+            let mut big = [0.0f32; 8];
+            assert!(cache
+                .attend(&kernels, &q, 2, (2, 1, 4), &mut out, &mut big)
+                .is_err());
+            assert!(cache
+                .attend(&kernels, &q, 1, (2, 2, 4), &mut out, &mut big)
+                .is_err());
         }
     }
 
