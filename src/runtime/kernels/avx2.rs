@@ -72,6 +72,7 @@ unsafe fn i2s_dot_rows_imp(w: &[u8], k: usize, q: &[i8], ntok: usize, out: &mut 
         // The rows' codes are unpacked to one byte each once, here, rather than in every tile.
         let mut buf = Vec::new();
         let codes = cache_aligned_mut(&mut buf, pairs * k);
+        // SAFETY: AVX2 is this function's own precondition; the lengths are asserted inside.
         unsafe { i2s_unpack(&w[..pairs * k / 4], codes) };
         for t in (0..tiled).step_by(4) {
             for r in (0..pairs).step_by(2) {
