@@ -17,14 +17,25 @@ pub(super) fn quantize_blocks(values: &[f32], out: &mut [u8]) {
         .chunks_exact(BLOCK_VALUES)
         .zip(out.chunks_exact_mut(BLOCK_BYTES))
     {
-        let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
-        let d = amax / 127.0;
-        let id = if d == 0.0 { 0.0 } else { 1.0 / d };
-        block[..2].copy_from_slice(&half::f16::from_f32(d).to_le_bytes());
-        for (q, &v) in block[2..].iter_mut().zip(x) {
-            *q = (v * id).round() as i8 as u8;
+        let mut qs = [0i8; BLOCK_VALUES];
+        let d = quantize_block(x, &mut qs);
+        block[..2].copy_from_slice(&d.to_le_bytes());
+        for (b, q) in block[2..].iter_mut().zip(qs) {
+            *b = q as u8;
         }
     }
+}
+
+/// One block by the rule above: the codes of `x` (32 values) into `q`, and the f16 `d`. Also
+/// the runtime's Q8_0 activation quantizer, so weights and activations share the rule.
+pub fn quantize_block(x: &[f32], q: &mut [i8]) -> half::f16 {
+    let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let d = amax / 127.0;
+    let id = if d == 0.0 { 0.0 } else { 1.0 / d };
+    for (q, &v) in q.iter_mut().zip(x) {
+        *q = (v * id).round() as i8;
+    }
+    half::f16::from_f32(d)
 }
 
 /// Dequantizes whole blocks: `out.len() / 32` blocks from `bytes` (`d · q` in f32).

@@ -540,9 +540,10 @@ matrix_view! {
 // ---------------------------------------------------------------------------------------------
 // Activation types of the ggml block formats.
 
-/// Activation rows quantized to ggml Q8_0 blocks (`quantize_row_q8_0_ref`): per 32 values
-/// `d = amax / 127`, `q = round(x / d)` (half away from zero, with the unrounded `1/d`), and `d`
-/// kept rounded to f16, as ggml stores it.
+/// Activation rows quantized to ggml Q8_0 blocks (`quantize_row_q8_0_ref`, through
+/// [`crate::layout::q8_0::quantize_block`]): per 32 values `d = amax / 127`, `q = round(x / d)`
+/// (half away from zero, with the unrounded `1/d`), and `d` kept rounded to f16, as ggml stores
+/// it.
 #[derive(Debug, Clone, Default)]
 pub struct Q8Rows {
     k: usize,
@@ -569,13 +570,7 @@ impl Q8Rows {
             .zip(self.values.chunks_exact_mut(32))
             .zip(self.scales.iter_mut())
         {
-            let amax = xb.iter().fold(0f32, |a, &v| a.max(v.abs()));
-            let d = amax / 127.0;
-            let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-            for (q, &v) in qb.iter_mut().zip(xb) {
-                *q = (v * id).round() as i8;
-            }
-            *d_out = half::f16::from_f32(d).to_f32();
+            *d_out = crate::layout::q8_0::quantize_block(xb, qb).to_f32();
         }
         Ok(())
     }
