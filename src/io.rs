@@ -3,7 +3,7 @@
 //! Invariant: the target path either keeps its old content or gets the complete new content;
 //! a run that fails or panics before [`AtomicFile::commit`] leaves no partial file behind.
 //! A killed process cannot clean up its temporary file; the next write to the same target
-//! removes the temporaries of writers that no longer run (see [`remove_stale_temps`]).
+//! removes the temporaries of writers that no longer run (see `remove_stale_temps`).
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};

@@ -762,7 +762,7 @@ unsafe fn q6_k_row_imp(row: &[u8], q: &[i8], bsums: &[i16], out: &mut [i32], d_o
         let offset = _mm256_madd_epi16(_mm256_cvtepi8_epi16(scales), bs);
         let total = _mm256_sub_epi32(acc, _mm256_slli_epi32::<5>(offset));
         out[b] = unsafe { hsum_i32(total) };
-        d_out[b] = half::f16::from_le_bytes([row[b * 210 + 208], row[b * 210 + 209]]).to_f32();
+        d_out[b] = super::scalar::f16_at(&row[b * 210 + 208..]);
     }
 }
 
@@ -826,9 +826,9 @@ fn mul_add(acc: __m256, w: __m256, x: __m256) -> __m256 {
 /// Element `i` of a little-endian F16 or F32 row, for the scalar tails.
 fn elem_at<const F16: bool>(row: &[u8], i: usize) -> f32 {
     if F16 {
-        half::f16::from_le_bytes([row[2 * i], row[2 * i + 1]]).to_f32()
+        super::scalar::f16_at(&row[2 * i..])
     } else {
-        f32::from_le_bytes([row[4 * i], row[4 * i + 1], row[4 * i + 2], row[4 * i + 3]])
+        super::scalar::f32_at(&row[4 * i..])
     }
 }
 

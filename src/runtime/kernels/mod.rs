@@ -1219,7 +1219,7 @@ impl Kernels {
     }
 
     /// Q8_0 × Q8_0 matmul (ggml's `vec_dot_q8_0_q8_0`): `y = Σ_b (d_w · d_x) · Σ_block w·q` in
-    /// f32, combined by [`block_epilogue`], shared by every ISA, so outputs are bit-identical.
+    /// f32, combined by `block_epilogue`, shared by every ISA, so outputs are bit-identical.
     pub fn q8_0(&self, w: &Q8_0Weights<'_>, x: &Q8Rows, y: &mut [f32]) -> Result<(), Error> {
         self.q8_blocks_run(
             w.bytes,
@@ -1290,7 +1290,7 @@ impl Kernels {
     }
 
     /// Q6_K × Q8_K matmul (ggml's `vec_dot_q6_K_q8_K`): `y = Σ_b (d_w · d_x) · sum_b` in f32,
-    /// combined by [`block_epilogue`] like [`Kernels::q8_0`].
+    /// combined by `block_epilogue` like [`Kernels::q8_0`].
     pub fn q6_k(&self, w: &Q6_KWeights<'_>, x: &Q8KRows, y: &mut [f32]) -> Result<(), Error> {
         self.q6_k_run(w, x, BlockOut::Values(y))
     }

@@ -240,11 +240,13 @@ pub fn f32_weighted_rows(v: &[u8], row_stride: usize, weights: &[f32], out: &mut
     }
 }
 
-fn f16_at(b: &[u8]) -> f32 {
+/// The little-endian f16 at the start of `b`, as f32 (also the AVX2 kernels' scalar tails).
+pub(super) fn f16_at(b: &[u8]) -> f32 {
     half::f16::from_le_bytes([b[0], b[1]]).to_f32()
 }
 
-fn f32_at(b: &[u8]) -> f32 {
+/// The little-endian f32 at the start of `b`.
+pub(super) fn f32_at(b: &[u8]) -> f32 {
     f32::from_le_bytes([b[0], b[1], b[2], b[3]])
 }
 
