@@ -189,20 +189,23 @@ fn tq_projections_with_k_not_a_multiple_of_256_fall_back_to_f16() {
     );
 }
 
+/// The token embedding of the model at `path` (a GGUF file or a checkpoint directory): its
+/// type name, its byte length and its values as the converter reads them.
+fn embedding(path: &std::path::Path) -> (&'static str, usize, Vec<f32>) {
+    let source = ModelSource::open(path, None).unwrap();
+    let data = source
+        .dense(bitnet_gguf::hf::names::TensorRole::Embedding)
+        .unwrap();
+    (data.type_name(), data.bytes().len(), data.to_f32())
+}
+
 #[test]
 fn q8_0_embedding_is_within_half_a_step_of_the_input() {
-    use bitnet_gguf::hf::names::TensorRole;
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("q8.gguf");
     official(PACKED, &out, LayoutKind::I2_S, EmbedType::Q8_0);
-    let q = ModelSource::open(&out, None).unwrap();
-    let p = ModelSource::open(std::path::Path::new(PACKED), None).unwrap();
-    let (dq, dp) = (
-        q.dense(TensorRole::Embedding).unwrap(),
-        p.dense(TensorRole::Embedding).unwrap(),
-    );
-    assert_eq!(dq.type_name(), "Q8_0");
-    let (vq, vp) = (dq.to_f32(), dp.to_f32());
+    let ((ty, _, vq), (_, _, vp)) = (embedding(&out), embedding(PACKED.as_ref()));
+    assert_eq!(ty, "Q8_0");
     assert_eq!(vq.len(), 512 * 256);
     for (bq, bp) in vq.chunks(32).zip(vp.chunks(32)) {
         let amax = bp.iter().fold(0.0f32, |m, v| m.max(v.abs()));
@@ -247,20 +250,13 @@ fn quantized_embedding_converts(
     bound: f32,
 ) {
     use bitnet_gguf::gguf::{map_file, GgufFile};
-    use bitnet_gguf::hf::names::TensorRole;
     let dir = tempfile::tempdir().unwrap();
     let (q6, f32_embed) = (dir.path().join("q6.gguf"), dir.path().join("f32.gguf"));
     official(PACKED, &q6, LayoutKind::I2_S, embed);
     official(PACKED, &f32_embed, LayoutKind::I2_S, EmbedType::F32);
-    let q = ModelSource::open(&q6, None).unwrap();
-    let p = ModelSource::open(std::path::Path::new(PACKED), None).unwrap();
-    let (dq, dp) = (
-        q.dense(TensorRole::Embedding).unwrap(),
-        p.dense(TensorRole::Embedding).unwrap(),
-    );
-    assert_eq!(dq.type_name(), name);
-    assert_eq!(dq.bytes().len(), len);
-    let (vq, vp) = (dq.to_f32(), dp.to_f32());
+    let ((ty, bytes, vq), (_, _, vp)) = (embedding(&q6), embedding(PACKED.as_ref()));
+    assert_eq!(ty, name);
+    assert_eq!(bytes, len);
     for (bq, bp) in vq.chunks(group).zip(vp.chunks(group)) {
         let amax = bp.iter().fold(0.0f32, |m, v| m.max(v.abs()));
         for (x, y) in bq.iter().zip(bp) {
