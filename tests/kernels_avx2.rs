@@ -141,9 +141,10 @@ proptest! {
 
     /// Q8_0: random weight bytes (any i8, including −128, any f16 d) against Q8_0-quantized
     /// activations: per-block dots equal the exact Σ w·q on both ISAs, and the f32 outputs are
-    /// bit-identical (shared epilogue). 1–9 blocks cover the 4-block and single-block paths.
+    /// bit-identical (one summation order). 1–19 blocks cover one and two 8-block groups with
+    /// and without single blocks after them.
     #[test]
-    fn q8_0_avx2_equals_scalar_and_exact(m in 1usize..7, nb in 1usize..10, ntok in 1usize..4, bytes in proptest::collection::vec(any::<u8>(), 6 * 9 * 34), seed: u64, extreme: bool) {
+    fn q8_0_avx2_equals_scalar_and_exact(m in 1usize..7, nb in 1usize..20, ntok in 1usize..4, bytes in proptest::collection::vec(any::<u8>(), 6 * 19 * 34), seed: u64, extreme: bool) {
         let Some((s, a)) = pair() else { return Ok(()) };
         let k = nb * 32;
         let q = q8_activations(seed, ntok, k, extreme);
@@ -171,9 +172,9 @@ proptest! {
 
     /// Q4_0: random weight bytes (every nibble, any finite f16 d) against Q8_0-quantized
     /// activations: per-block dots equal the exact `Σ (nibble − 8)·q` on both ISAs, and the f32
-    /// outputs are bit-identical. 1–9 blocks cover the 4-block and single-block paths.
+    /// outputs are bit-identical. 1–19 blocks cover the 8-block groups and the single blocks.
     #[test]
-    fn q4_0_avx2_equals_scalar_and_exact(m in 1usize..7, nb in 1usize..10, ntok in 1usize..4, bytes in proptest::collection::vec(any::<u8>(), 6 * 9 * 18), seed: u64, extreme: bool) {
+    fn q4_0_avx2_equals_scalar_and_exact(m in 1usize..7, nb in 1usize..20, ntok in 1usize..4, bytes in proptest::collection::vec(any::<u8>(), 6 * 19 * 18), seed: u64, extreme: bool) {
         let Some((s, a)) = pair() else { return Ok(()) };
         let k = nb * 32;
         let q = q8_activations(seed, ntok, k, extreme);

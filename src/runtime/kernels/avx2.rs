@@ -590,7 +590,7 @@ unsafe fn tq1_0_row_imp(row: &[u8], q: &[i8], out: &mut [i32]) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Q8_0.
+// Q8_0 and Q4_0 (weights) × Q8_0 (activations).
 
 /// See `scalar::q8_0_row`.
 pub fn q8_0_row(row: &[u8], q: &[i8], out: &mut [i32], d_out: &mut [f32]) {
@@ -606,67 +606,157 @@ pub fn q4_0_row(row: &[u8], q: &[i8], out: &mut [i32], d_out: &mut [f32]) {
     unsafe { q8_blocks_imp::<true>(row, q, out, d_out) }
 }
 
-/// The 32 signed weights of block `b`: Q8_0's `qs` as they are, or Q4_0's nibbles (low ones
-/// first) minus 8.
+/// The 8 exact i32 lane dots of block `b` against activations `x` (lane l: values 4l..4l+4).
+/// Q8_0 uses ggml's `mul_sum_i8_pairs`: |w| (u8) × sign(x, w) (i8) in `maddubs`, exact since
+/// |w| ≤ 128 and |x| ≤ 127 (the activation quantizer's range): a pair is at most
+/// 2·128·127 = 32512. Q4_0 skips the sign trick: `maddubs` takes the nibbles as they are
+/// (u8 0..=15) and the `−8` comes off as `maddubs(8, x)`, both exact in i16 (a pair is at most
+/// 2·15·128 = 3840).
 #[inline]
 #[target_feature(enable = "avx2")]
-unsafe fn block_weights<const Q4: bool>(rp: *const u8, b: usize) -> __m256i {
+unsafe fn block_lanes<const Q4: bool>(rp: *const u8, b: usize, x: __m256i) -> __m256i {
+    let ones = _mm256_set1_epi16(1);
     // SAFETY: callers keep block b inside the row.
-    unsafe {
+    let pairs = unsafe {
         if Q4 {
-            let x = load16(rp.add(b * 18 + 2));
-            let low = _mm_set1_epi8(15);
-            let (lo, hi) = (
-                _mm_and_si128(x, low),
-                _mm_and_si128(_mm_srli_epi16::<4>(x), low),
+            // Both halves hold the 16 bytes; the high half shifted by 4 gives the high nibbles.
+            let packed = _mm256_broadcastsi128_si256(load16(rp.add(b * 18 + 2)));
+            let nibbles = _mm256_and_si256(
+                _mm256_srlv_epi64(packed, _mm256_setr_epi64x(0, 0, 4, 4)),
+                _mm256_set1_epi8(15),
             );
-            _mm256_sub_epi8(_mm256_set_m128i(hi, lo), _mm256_set1_epi8(8))
+            _mm256_sub_epi16(
+                _mm256_maddubs_epi16(nibbles, x),
+                _mm256_maddubs_epi16(_mm256_set1_epi8(8), x),
+            )
         } else {
-            load(rp.add(b * 34 + 2))
+            let w = load(rp.add(b * 34 + 2));
+            _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w))
+        }
+    };
+    _mm256_madd_epi16(pairs, ones)
+}
+
+/// Lane i of the result is the sum of the 8 lanes of `v[i]` (an 8×8 transpose-and-add).
+#[inline]
+#[target_feature(enable = "avx2")]
+fn sum_lanes_8x8(v: [__m256i; 8]) -> __m256i {
+    // Per 128-bit half: [a0+a2, b0+b2, a1+a3, b1+b3].
+    let pairs = |a, b| _mm256_add_epi32(_mm256_unpacklo_epi32(a, b), _mm256_unpackhi_epi32(a, b));
+    // Per 128-bit half: the four vectors' sums of that half.
+    let quads = |p, q| _mm256_add_epi32(_mm256_unpacklo_epi64(p, q), _mm256_unpackhi_epi64(p, q));
+    let lo = quads(pairs(v[0], v[1]), pairs(v[2], v[3]));
+    let hi = quads(pairs(v[4], v[5]), pairs(v[6], v[7]));
+    _mm256_add_epi32(
+        _mm256_permute2x128_si256::<0x20>(lo, hi),
+        _mm256_permute2x128_si256::<0x31>(lo, hi),
+    )
+}
+
+/// The exact dots of blocks `b..b+8`, block b+i in lane i.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn block_dots8<const Q4: bool>(rp: *const u8, qp: *const u8, b: usize) -> __m256i {
+    // SAFETY: callers keep blocks b..b+8 inside the row and the activations.
+    sum_lanes_8x8(std::array::from_fn(|i| unsafe {
+        block_lanes::<Q4>(rp, b + i, load(qp.add((b + i) * 32)))
+    }))
+}
+
+/// The f16 `d` (first two bytes) of block `b` of `block_bytes`.
+#[inline]
+unsafe fn block_d(rp: *const u8, block_bytes: usize, b: usize) -> u16 {
+    // SAFETY: callers keep block b inside the row.
+    unsafe { (rp.add(b * block_bytes) as *const u16).read_unaligned() }
+}
+
+/// The `d` of blocks `b..b+8` as f32: gathered by scalar loads (Zen's integer pipes are idle in
+/// these kernels) and converted by F16C, which is exact like `half`'s conversion.
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn block_d8(rp: *const u8, block_bytes: usize, b: usize) -> __m256 {
+    // SAFETY: callers keep blocks b..b+8 inside the row.
+    let d = |i: usize| u64::from(unsafe { block_d(rp, block_bytes, b + i) });
+    let four = |i: usize| d(i) | d(i + 1) << 16 | d(i + 2) << 32 | d(i + 3) << 48;
+    _mm256_cvtph_ps(_mm_set_epi64x(four(4) as i64, four(0) as i64))
+}
+
+/// Q8_0 or Q4_0 weights × Q8_0 activations: every block's exact dot and its `d`, eight blocks
+/// at a time.
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn q8_blocks_imp<const Q4: bool>(row: &[u8], q: &[i8], out: &mut [i32], d_out: &mut [f32]) {
+    let block_bytes = if Q4 { 18 } else { 34 };
+    let (rp, qp) = (row.as_ptr(), q.as_ptr() as *const u8);
+    let full = out.len() / 8 * 8;
+    for b in (0..full).step_by(8) {
+        // SAFETY: blocks b..b+8 are inside row, q, out and d_out (asserted by the wrappers).
+        unsafe {
+            let dots = block_dots8::<Q4>(rp, qp, b);
+            _mm256_storeu_si256(out.as_mut_ptr().add(b) as *mut __m256i, dots);
+            _mm256_storeu_ps(d_out.as_mut_ptr().add(b), block_d8(rp, block_bytes, b));
+        }
+    }
+    for b in full..out.len() {
+        // SAFETY: block b is inside row and q.
+        unsafe {
+            out[b] = hsum_i32(block_lanes::<Q4>(rp, b, load(qp.add(b * 32))));
+            d_out[b] = half::f16::from_bits(block_d(rp, block_bytes, b)).to_f32();
         }
     }
 }
 
-/// Q8_0 or Q4_0 weights × Q8_0 activations, block by block, with ggml's `mul_sum_i8_pairs`:
-/// |w| (u8) × sign(x, w) (i8) in `maddubs`. Exact: |w| ≤ 128 and |x| ≤ 127 (the activation
-/// quantizer's range), so a pair is at most 2·128·127 = 32512.
+/// See `scalar::q8_0_rows`.
+pub fn q8_0_rows(rows: &[u8], q: &[i8], xd: &[f32], out: &mut [f32]) {
+    assert!(rows.len() >= out.len() * xd.len() * 34 && q.len() >= xd.len() * 32);
+    // SAFETY: lengths checked above; AVX2/F16C checked when the table was chosen.
+    unsafe { q8_rows_imp::<false>(rows, q, xd, out) }
+}
+
+/// See `scalar::q4_0_rows`.
+pub fn q4_0_rows(rows: &[u8], q: &[i8], xd: &[f32], out: &mut [f32]) {
+    assert!(rows.len() >= out.len() * xd.len() * 18 && q.len() >= xd.len() * 32);
+    // SAFETY: lengths checked above; AVX2/F16C checked when the table was chosen.
+    unsafe { q8_rows_imp::<true>(rows, q, xd, out) }
+}
+
+/// Q8_0/Q4_0 rows straight to f32 in `scalar::block_epilogue`'s order: eight blocks at a time,
+/// block b's exact dot in lane b mod 8, converted once and multiplied by the eight
+/// `d_w · d_x` (not fused); the last `nb mod 8` blocks go through the scalar partials.
 #[target_feature(enable = "avx2,f16c")]
-unsafe fn q8_blocks_imp<const Q4: bool>(row: &[u8], q: &[i8], out: &mut [i32], d_out: &mut [f32]) {
+unsafe fn q8_rows_imp<const Q4: bool>(rows: &[u8], q: &[i8], xd: &[f32], out: &mut [f32]) {
+    let nb = xd.len();
+    let full = nb / 8 * 8;
     let block_bytes = if Q4 { 18 } else { 34 };
-    let ones = _mm256_set1_epi16(1);
-    let (rp, qp) = (row.as_ptr(), q.as_ptr() as *const u8);
-    // SAFETY (for the reads): every block b < out.len() lies inside `row` (asserted by the
-    // wrappers), and its f16 `d` is its first two bytes.
-    let d_at = |b: usize| unsafe { (rp.add(b * block_bytes) as *const i16).read_unaligned() };
-    let mut b = 0;
-    // Four blocks per step: their 8-lane sums are reduced together (two hadds).
-    while b + 4 <= out.len() {
-        let mut s = [_mm256_setzero_si256(); 4];
-        for (i, si) in s.iter_mut().enumerate() {
-            // SAFETY: blocks b..b+4 are inside both slices (asserted by the wrappers).
-            let (w, x) = unsafe { (block_weights::<Q4>(rp, b + i), load(qp.add((b + i) * 32))) };
-            let p = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
-            *si = _mm256_madd_epi16(p, ones);
+    let (qp, xdp) = (q.as_ptr() as *const u8, xd.as_ptr());
+    for (r, o) in out.iter_mut().enumerate() {
+        // SAFETY (all reads below): row r's nb blocks lie inside `rows`, and q/xd hold nb blocks
+        // (asserted by the wrappers).
+        let rp = unsafe { rows.as_ptr().add(r * nb * block_bytes) };
+        let mut acc = _mm256_setzero_ps();
+        for b in (0..full).step_by(8) {
+            let (dots, dwx) = unsafe {
+                let dots = _mm256_cvtepi32_ps(block_dots8::<Q4>(rp, qp, b));
+                (
+                    dots,
+                    _mm256_mul_ps(block_d8(rp, block_bytes, b), _mm256_loadu_ps(xdp.add(b))),
+                )
+            };
+            acc = _mm256_add_ps(acc, _mm256_mul_ps(dwx, dots));
         }
-        let h = _mm256_hadd_epi32(_mm256_hadd_epi32(s[0], s[1]), _mm256_hadd_epi32(s[2], s[3]));
-        let v = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256::<1>(h));
-        // F16C conversion is exact, like the scalar `half` conversion.
-        let d = [0, 1, 2, 3].map(|i| d_at(b + i));
-        let d = _mm_cvtph_ps(_mm_setr_epi16(d[0], d[1], d[2], d[3], 0, 0, 0, 0));
-        // SAFETY: out and d_out have room for blocks b..b+4.
-        unsafe {
-            _mm_storeu_si128(out.as_mut_ptr().add(b) as *mut __m128i, v);
-            _mm_storeu_ps(d_out.as_mut_ptr().add(b), d);
+        let mut part = [0f32; 8];
+        // SAFETY: part has 8 lanes.
+        unsafe { _mm256_storeu_ps(part.as_mut_ptr(), acc) };
+        for b in full..nb {
+            let (dot, dw) = unsafe {
+                let dot = hsum_i32(block_lanes::<Q4>(rp, b, load(qp.add(b * 32))));
+                (
+                    dot,
+                    half::f16::from_bits(block_d(rp, block_bytes, b)).to_f32(),
+                )
+            };
+            part[b % 8] += (dw * xd[b]) * dot as f32;
         }
-        b += 4;
-    }
-    while b < out.len() {
-        // SAFETY: block b is inside both slices.
-        let (w, x) = unsafe { (block_weights::<Q4>(rp, b), load(qp.add(b * 32))) };
-        let p = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
-        out[b] = unsafe { hsum_i32(_mm256_madd_epi16(p, ones)) };
-        d_out[b] = half::f16::from_bits(d_at(b) as u16).to_f32();
-        b += 1;
+        *o = super::scalar::fold8(part);
     }
 }
 

@@ -754,6 +754,7 @@ type Tl2TileFn = fn(Tl2Tile<'_>, &[u8], &[u8], &mut [i32]);
 type BlockRowFn = fn(&[u8], &[i8], &mut [i32]);
 type DenseRowsFn = fn(&[u8], usize, &[f32], &mut [f32]);
 type Q8RowFn = fn(&[u8], &[i8], &mut [i32], &mut [f32]);
+type Q8RowsFn = fn(&[u8], &[i8], &[f32], &mut [f32]);
 type Q6kRowFn = fn(&[u8], &[i8], &[i16], &mut [i32], &mut [f32]);
 
 /// The kernels of one ISA, as function pointers (chosen once, no per-call feature tests).
@@ -767,6 +768,8 @@ pub struct KernelTable {
     tq1_0_row: BlockRowFn,
     q8_0_row: Q8RowFn,
     q4_0_row: Q8RowFn,
+    q8_0_rows: Q8RowsFn,
+    q4_0_rows: Q8RowsFn,
     q6_k_row: Q6kRowFn,
     f16_rows: DenseRowsFn,
     f32_rows: DenseRowsFn,
@@ -783,6 +786,8 @@ const SCALAR: KernelTable = KernelTable {
     tq1_0_row: scalar::tq1_0_row,
     q8_0_row: scalar::q8_0_row,
     q4_0_row: scalar::q4_0_row,
+    q8_0_rows: scalar::q8_0_rows,
+    q4_0_rows: scalar::q4_0_rows,
     q6_k_row: scalar::q6_k_row,
     f16_rows: scalar::f16_rows,
     f32_rows: scalar::f32_rows,
@@ -800,6 +805,8 @@ const AVX2: KernelTable = KernelTable {
     tq1_0_row: avx2::tq1_0_row,
     q8_0_row: avx2::q8_0_row,
     q4_0_row: avx2::q4_0_row,
+    q8_0_rows: avx2::q8_0_rows,
+    q4_0_rows: avx2::q4_0_rows,
     q6_k_row: avx2::q6_k_row,
     f16_rows: avx2::f16_rows,
     f32_rows: avx2::f32_rows,
@@ -1208,55 +1215,29 @@ impl Kernels {
     /// Q8_0 per-block exact dots `Σ w·q` over each 32-value block,
     /// `dot[(t*M + r) * (K/32) + b]`.
     pub fn q8_0_dot(&self, w: &Q8_0Weights<'_>, x: &Q8Rows, dot: &mut [i32]) -> Result<(), Error> {
-        self.q8_blocks_run(
-            w.bytes,
-            w.shape,
-            34,
-            self.table.q8_0_row,
-            x,
-            BlockOut::Dots(dot),
-        )
+        self.q8_blocks_run(w.bytes, w.shape, 34, self.table.q8_0_row, x, dot)
     }
 
     /// Q8_0 × Q8_0 matmul (ggml's `vec_dot_q8_0_q8_0`): `y = Σ_b (d_w · d_x) · Σ_block w·q` in
-    /// f32, combined by `block_epilogue`, shared by every ISA, so outputs are bit-identical.
+    /// f32, `y[t*M + r]`. One fused kernel per ISA, all summing in `scalar::block_epilogue`'s
+    /// order, so outputs are bit-identical.
     pub fn q8_0(&self, w: &Q8_0Weights<'_>, x: &Q8Rows, y: &mut [f32]) -> Result<(), Error> {
-        self.q8_blocks_run(
-            w.bytes,
-            w.shape,
-            34,
-            self.table.q8_0_row,
-            x,
-            BlockOut::Values(y),
-        )
+        self.q8_rows_run(w.bytes, w.shape, 34, self.table.q8_0_rows, x, y)
     }
 
     /// Q4_0 per-block exact dots `Σ (nibble − 8)·q` over each 32-value block,
     /// `dot[(t*M + r) * (K/32) + b]`.
     pub fn q4_0_dot(&self, w: &Q4_0Weights<'_>, x: &Q8Rows, dot: &mut [i32]) -> Result<(), Error> {
-        self.q8_blocks_run(
-            w.bytes,
-            w.shape,
-            18,
-            self.table.q4_0_row,
-            x,
-            BlockOut::Dots(dot),
-        )
+        self.q8_blocks_run(w.bytes, w.shape, 18, self.table.q4_0_row, x, dot)
     }
 
-    /// Q4_0 × Q8_0 matmul (ggml's `vec_dot_q4_0_q8_0`), combined as [`Kernels::q8_0`].
+    /// Q4_0 × Q8_0 matmul (ggml's `vec_dot_q4_0_q8_0`), fused as [`Kernels::q8_0`].
     pub fn q4_0(&self, w: &Q4_0Weights<'_>, x: &Q8Rows, y: &mut [f32]) -> Result<(), Error> {
-        self.q8_blocks_run(
-            w.bytes,
-            w.shape,
-            18,
-            self.table.q4_0_row,
-            x,
-            BlockOut::Values(y),
-        )
+        self.q8_rows_run(w.bytes, w.shape, 18, self.table.q4_0_rows, x, y)
     }
 
-    /// The Q8_0-activation formats (Q8_0, Q4_0): 32-value blocks of `block_bytes`.
+    /// The per-block exact dots of the Q8_0-activation formats (Q8_0, Q4_0): 32-value blocks of
+    /// `block_bytes`. (Their matmuls skip these integers: [`Kernels::q8_0`].)
     fn q8_blocks_run(
         &self,
         bytes: &[u8],
@@ -1264,9 +1245,10 @@ impl Kernels {
         block_bytes: usize,
         kernel: Q8RowFn,
         x: &Q8Rows,
-        out: BlockOut<'_>,
+        dot: &mut [i32],
     ) -> Result<(), Error> {
         let (m, k, nb) = (shape.rows, shape.cols, shape.cols / 32);
+        let out = BlockOut::Dots(dot);
         out.check(shape, nb, x.k(), x.rows())?;
         let row_bytes = nb * block_bytes;
         self.block_run(
@@ -1278,8 +1260,42 @@ impl Kernels {
                 let row = &bytes[r * row_bytes..(r + 1) * row_bytes];
                 kernel(row, &x.values[t * k..(t + 1) * k], raw, dw);
             },
-            |_, t, raw, dw| block_epilogue(raw, dw, &x.scales[t * nb..(t + 1) * nb]),
+            |_, _, _, _| unreachable!("block_run calls the epilogue only for values"),
         );
+        Ok(())
+    }
+
+    /// The fused Q8_0/Q4_0 matmul: each task takes its rows 16 at a time and runs every token
+    /// over them, so a prompt reads the weights once.
+    fn q8_rows_run(
+        &self,
+        bytes: &[u8],
+        shape: Shape,
+        block_bytes: usize,
+        kernel: Q8RowsFn,
+        x: &Q8Rows,
+        y: &mut [f32],
+    ) -> Result<(), Error> {
+        const ROWS: usize = 16;
+        let (m, k, nb) = (shape.rows, shape.cols, shape.cols / 32);
+        check_sizes(k, x.k(), x.rows(), m, y.len())?;
+        let row_bytes = nb * block_bytes;
+        let y = SharedOut::new(y);
+        self.split(m, ROWS, |r0, r1| {
+            for s0 in (r0..r1).step_by(ROWS) {
+                let s1 = (s0 + ROWS).min(r1);
+                for t in 0..x.rows() {
+                    // SAFETY: rows s0..s1 belong to this task.
+                    let out = unsafe { y.slice(t * m + s0, s1 - s0) };
+                    kernel(
+                        &bytes[s0 * row_bytes..s1 * row_bytes],
+                        &x.values[t * k..(t + 1) * k],
+                        &x.scales[t * nb..(t + 1) * nb],
+                        out,
+                    );
+                }
+            }
+        });
         Ok(())
     }
 
@@ -1290,7 +1306,7 @@ impl Kernels {
     }
 
     /// Q6_K × Q8_K matmul (ggml's `vec_dot_q6_K_q8_K`): `y = Σ_b (d_w · d_x) · sum_b` in f32,
-    /// combined by `block_epilogue` like [`Kernels::q8_0`].
+    /// combined in `scalar::block_epilogue`'s order like [`Kernels::q8_0`].
     pub fn q6_k(&self, w: &Q6_KWeights<'_>, x: &Q8KRows, y: &mut [f32]) -> Result<(), Error> {
         self.q6_k_run(w, x, BlockOut::Values(y))
     }
@@ -1309,7 +1325,7 @@ impl Kernels {
                 let bsums = &x.bsums[t * nb * 16..(t + 1) * nb * 16];
                 kernel(row, &x.values[t * k..(t + 1) * k], bsums, raw, dw);
             },
-            |_, t, raw, dw| block_epilogue(raw, dw, &x.scales[t * nb..(t + 1) * nb]),
+            |_, t, raw, dw| scalar::block_epilogue(raw, dw, &x.scales[t * nb..(t + 1) * nb]),
         );
         Ok(())
     }
@@ -1645,32 +1661,6 @@ fn tq_epilogue(block: &TqBlock, row: &[u8], dots: &[i32], sa: f32) -> f32 {
         run_sum += v;
     }
     acc + tq_run(run_sum, sa, run_d)
-}
-
-/// The float epilogue of a block-quantized row: `Σ_b (d_w[b] · d_x[b]) · raw[b]`, block b into
-/// partial sum b mod 8, then the partials pairwise (written so the compiler vectorizes it).
-fn block_epilogue(raw: &[i32], dw: &[f32], xd: &[f32]) -> f32 {
-    let mut part = [0f32; 8];
-    let full = raw.len() / 8 * 8;
-    for ((v8, d8), x8) in raw[..full]
-        .chunks_exact(8)
-        .zip(dw[..full].chunks_exact(8))
-        .zip(xd[..full].chunks_exact(8))
-    {
-        for (((p, &d), &xv), &v) in part.iter_mut().zip(d8).zip(x8).zip(v8) {
-            *p += (d * xv) * v as f32;
-        }
-    }
-    for (((p, &d), &xv), &v) in part
-        .iter_mut()
-        .zip(&dw[full..])
-        .zip(&xd[full..])
-        .zip(&raw[full..])
-    {
-        *p += (d * xv) * v as f32;
-    }
-    let p4 = [0, 1, 2, 3].map(|j| part[j] + part[j + 4]);
-    (p4[0] + p4[2]) + (p4[1] + p4[3])
 }
 
 /// One run of the TQ epilogue: `float32(float32(sum) / sa) * d`.

@@ -212,10 +212,14 @@ fn lane_dot(w: impl Fn(usize) -> f32, x: &[f32]) -> f32 {
     for (i, &xv) in x[..k16].iter().enumerate() {
         lanes[i % 16] += w(i) * xv;
     }
-    let s: [f32; 8] = std::array::from_fn(|l| lanes[l] + lanes[l + 8]);
-    let u: [f32; 4] = std::array::from_fn(|l| s[l] + s[l + 4]);
     let tail: f32 = (k16..x.len()).map(|i| w(i) * x[i]).sum();
-    ((u[0] + u[2]) + (u[1] + u[3])) + tail
+    fold8(std::array::from_fn(|l| lanes[l] + lanes[l + 8])) + tail
+}
+
+/// The sum of 8 lanes in the AVX2 kernels' order (`avx2::hsum_f32`): 4+4, then 2+2, then 1+1.
+pub(super) fn fold8(s: [f32; 8]) -> f32 {
+    let u: [f32; 4] = std::array::from_fn(|l| s[l] + s[l + 4]);
+    (u[0] + u[2]) + (u[1] + u[3])
 }
 
 /// Weighted sum of F16 rows: `out[j] += Σ_p weights[p] · f32(v_p[j])` over `weights.len()` rows
@@ -288,6 +292,46 @@ pub fn q4_0_row(row: &[u8], q: &[i8], out: &mut [i32], d_out: &mut [f32]) {
             })
             .sum();
     }
+}
+
+/// Q8_0 × Q8_0 straight to f32 (ggml's `vec_dot_q8_0_q8_0`): for `out.len()` rows of
+/// `xd.len()` 34-byte blocks (`xd` the activation block scales), [`q8_0_row`]'s exact block dots
+/// combined by [`block_epilogue`], the order the AVX2 kernel keeps too.
+pub fn q8_0_rows(rows: &[u8], q: &[i8], xd: &[f32], out: &mut [f32]) {
+    q8_blocks_f32(rows, 34, q8_0_row, q, xd, out);
+}
+
+/// Q4_0 × Q8_0 straight to f32 (ggml's `vec_dot_q4_0_q8_0`), as [`q8_0_rows`] over 18-byte
+/// blocks with [`q4_0_row`].
+pub fn q4_0_rows(rows: &[u8], q: &[i8], xd: &[f32], out: &mut [f32]) {
+    q8_blocks_f32(rows, 18, q4_0_row, q, xd, out);
+}
+
+fn q8_blocks_f32(
+    rows: &[u8],
+    block_bytes: usize,
+    block_dots: super::Q8RowFn,
+    q: &[i8],
+    xd: &[f32],
+    out: &mut [f32],
+) {
+    let nb = xd.len();
+    let (mut dots, mut dw) = (vec![0i32; nb], vec![0f32; nb]);
+    for (row, o) in rows.chunks_exact(nb * block_bytes).zip(out.iter_mut()) {
+        block_dots(row, q, &mut dots, &mut dw);
+        *o = block_epilogue(&dots, &dw, xd);
+    }
+}
+
+/// The float epilogue of a block-quantized row: `Σ_b (d_w[b] · d_x[b]) · dots[b]`, block b added
+/// (multiply, then add, not fused) into partial sum b mod 8, the partials folded by [`fold8`].
+/// Every ISA's Q8_0, Q4_0 and Q6_K matmul sums in this order.
+pub(super) fn block_epilogue(dots: &[i32], dw: &[f32], xd: &[f32]) -> f32 {
+    let mut part = [0f32; 8];
+    for (b, ((&v, &d), &xv)) in dots.iter().zip(dw).zip(xd).enumerate() {
+        part[b % 8] += (d * xv) * v as f32;
+    }
+    fold8(part)
 }
 
 /// Q6_K × Q8_K: for each 256-value block of one row (`out.len()` blocks of 210 bytes, ggml
