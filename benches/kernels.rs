@@ -1,6 +1,6 @@
 //! Kernel benchmarks on the BitNet b1.58 2B-4T shapes: GEMV (1 token) and GEMM (128 tokens) for
-//! I2_S, TL1, TL2 and TQ2_0, plus the lm_head GEMV (128256 × 2560) in F16, Q8_0, Q4_0 and Q6_K, at 1
-//! and 2 threads.
+//! I2_S, TL1, TL2 and TQ2_0, plus the lm_head GEMV (128256 × 2560) in F16, Q8_0, Q4_0 (as in the
+//! file and interleaved by 8 rows) and Q6_K, at 1 and 2 threads.
 //! Prints weight GB/s (weight bytes / time; a GEMM reads the weights once per call) and integer
 //! ops/s (2·M·K·tokens / time), median of the repetitions after one warm-up.
 //!
@@ -244,6 +244,13 @@ fn lm_head(threads: usize, reps: usize) {
             kern.q4_0(&w, &xq, &mut y).expect("q4_0")
         });
         report("Q4_0", q4.len(), secs);
+        let x8 = Q4_0x8Weights::interleave(&w).expect("interleave");
+        let w8 = Q4_0x8Weights::new(&x8, shape).expect("q4_0x8");
+        let secs = median_secs(reps, || {
+            xq.quantize(&x, k).expect("q8");
+            kern.q4_0x8(&w8, &xq, &mut y).expect("q4_0x8")
+        });
+        report("Q4_0 interleaved (--repack)", x8.len(), secs);
     }
     {
         let q6 = blocks(210, 208, 8);

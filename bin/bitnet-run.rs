@@ -13,7 +13,7 @@ use bitnet_gguf::runtime::report::{parity_shortfall, parity_table, perplexity_su
 use bitnet_gguf::runtime::sampling::SamplingParams;
 use bitnet_gguf::runtime::tokenizer::StreamDecoder;
 use bitnet_gguf::runtime::{bench, generate, perplexity, tokenizer_from_gguf};
-use bitnet_gguf::runtime::{I2sRepack, KvPrecision, LoadOptions, Logits, Model, Session};
+use bitnet_gguf::runtime::{KvPrecision, LoadOptions, Logits, Model, Repack, Session};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -44,8 +44,9 @@ struct Common {
     /// KV cache precision: f32 (default; transformers' arithmetic) or f16 (llama.cpp's).
     #[arg(long, value_enum, default_value = "f32")]
     kv_cache: KvArg,
-    /// Run TL1/TL2/TQ1_0/TQ2_0 projections on the I2_S kernels: each is decoded once at load
-    /// and kept as I2_S in memory (the file is not changed). Same outputs, faster.
+    /// Re-pack weights at load for the fastest kernels (the file is not changed): TL1/TL2/
+    /// TQ1_0/TQ2_0 projections are kept as I2_S in memory, a Q4_0 lm_head interleaved by 8
+    /// rows. Same outputs, faster.
     #[arg(long)]
     repack: bool,
 }
@@ -222,7 +223,7 @@ fn with_model<T>(
     let opts = load_options(common)?;
     let model = Model::load(&file, &opts)?;
     let repack = match common.repack {
-        true => Some(I2sRepack::build(&file, &model)?),
+        true => Some(Repack::build(&file, &model)?),
         false => None,
     };
     let model = match &repack {

@@ -201,6 +201,28 @@ proptest! {
         prop_assert_eq!(ys.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), ya.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
     }
 
+    /// Q4_0 interleaved by 8 rows: on both ISAs, the same bits as the Q4_0 kernel on the rows
+    /// before interleaving (every nibble, any finite d, saturated activations included).
+    #[test]
+    fn q4_0x8_equals_q4_0_bit_for_bit(groups in 1usize..4, nb in 1usize..20, ntok in 1usize..3, bytes in proptest::collection::vec(any::<u8>(), 24 * 19 * 18), seed: u64, extreme: bool) {
+        let Some((s, a)) = pair() else { return Ok(()) };
+        let (m, k) = (8 * groups, nb * 32);
+        let q = q8_activations(seed, ntok, k, extreme);
+        let mut wb = bytes[..m * nb * 18].to_vec();
+        for blk in wb.chunks_exact_mut(18) { blk[1] &= 0x3b; }
+        let w = Q4_0Weights::new(&wb, Shape::new(m, k)).unwrap();
+        let x8 = Q4_0x8Weights::interleave(&w).unwrap();
+        let w8 = Q4_0x8Weights::new(&x8, Shape::new(m, k)).unwrap();
+        let bits = |y: &[f32]| y.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        let mut reference = vec![0f32; ntok * m];
+        s.q4_0(&w, &q, &mut reference).unwrap();
+        for kern in [&s, &a] {
+            let mut y = vec![0f32; ntok * m];
+            kern.q4_0x8(&w8, &q, &mut y).unwrap();
+            prop_assert_eq!(bits(&y), bits(&reference));
+        }
+    }
+
     /// Q6_K: random weight bytes (every code, any int8 scale including −128, finite f16 d)
     /// against Q8_K-quantized activations: per-block sums equal the exact
     /// `Σ_j scale_j · Σ (code − 32)·q` on both ISAs, and the f32 outputs are bit-identical.
@@ -356,6 +378,23 @@ fn q8_0_rejects_bad_input_and_quantizes_like_ggml() {
     let kern = Kernels::new(1, None).unwrap();
     let mut y = [1.0f32; 2];
     assert!(kern.q8_0(&w, &q, &mut y).is_err());
+}
+
+/// The interleaved Q4_0 view and its builder refuse row counts that are not whole groups of 8,
+/// and a call with a wrong output length computes nothing.
+#[test]
+fn q4_0x8_rejects_partial_groups() {
+    let w = Q4_0Weights::new(&[0u8; 7 * 18], Shape::new(7, 32)).unwrap();
+    assert!(Q4_0x8Weights::interleave(&w).is_err());
+    assert!(Q4_0x8Weights::new(&[0u8; 7 * 18], Shape::new(7, 32)).is_err());
+    assert!(Q4_0x8Weights::new(&[0u8; 8 * 18 - 1], Shape::new(8, 32)).is_err());
+    let w8 = Q4_0x8Weights::new(&[0u8; 8 * 18], Shape::new(8, 32)).unwrap();
+    let mut q = Q8Rows::new();
+    q.quantize(&[1.0; 32], 32).unwrap();
+    let kern = Kernels::new(1, None).unwrap();
+    let mut y = [7.0f32; 9];
+    assert!(kern.q4_0x8(&w8, &q, &mut y).is_err());
+    assert_eq!(y, [7.0; 9]);
 }
 
 /// Q6_K views and the Q8_K activation quantizer refuse what they cannot handle; the quantizer

@@ -5,7 +5,7 @@ use super::run_common::*;
 use bitnet_gguf::gguf::GgufFile;
 use bitnet_gguf::runtime::kernels::Isa;
 use bitnet_gguf::runtime::parity::{compare_with_reference, read_inputs, Agreement, ParityOptions};
-use bitnet_gguf::runtime::{tokenizer_from_gguf, I2sRepack, KvPrecision, LoadOptions, Logits};
+use bitnet_gguf::runtime::{tokenizer_from_gguf, KvPrecision, LoadOptions, Logits, Repack};
 use bitnet_gguf::runtime::{Model, Session};
 use std::path::Path;
 
@@ -210,7 +210,7 @@ fn loading_refuses_the_bitnet_architecture_with_an_explanation() {
 }
 
 /// Logits of the ref-tiny model of `layout` from `bytes` (the file, possibly altered), with the
-/// native kernels and with the projections re-encoded as I2_S; and the repack's summary.
+/// native kernels and re-packed ([`Repack`]); and the repack's summary.
 fn native_and_repacked(layout: &str, bytes: &[u8]) -> (Vec<Vec<f32>>, Vec<Vec<f32>>, String) {
     let k = kernels(None);
     let file = GgufFile::parse(bytes).unwrap();
@@ -218,7 +218,7 @@ fn native_and_repacked(layout: &str, bytes: &[u8]) -> (Vec<Vec<f32>>, Vec<Vec<f3
         kernel_config: kernel_config(layout),
     };
     let native = Model::load(&file, &opts).unwrap();
-    let repack = I2sRepack::build(&file, &native).unwrap();
+    let repack = Repack::build(&file, &native).unwrap();
     let repacked = Model::load_repacked(&file, &opts, &repack).unwrap();
     (
         all_logits(&native, &k, true),
@@ -240,6 +240,25 @@ fn projections_repacked_as_i2s_give_the_same_logits() {
         let expected = format!("re-encoded as I2_S at load: {} x14", layout.to_uppercase());
         assert_eq!(summary, expected, "{layout}");
     }
+}
+
+/// A Q4_0 lm_head interleaved by 8 rows at load: its kernel sums in the Q4_0 kernel's order,
+/// so the logits are bit-identical.
+#[test]
+fn a_q4_0_head_interleaved_gives_the_same_logits() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("q4.gguf");
+    let mut opts = bitnet_gguf::convert::HfToGguf::new("fixtures/ref-tiny/packed", &out);
+    opts.embed_type = bitnet_gguf::convert::EmbedType::Q4_0;
+    opts.quiet = true;
+    bitnet_gguf::convert::hf_to_gguf(&opts).unwrap();
+    let bytes = std::fs::read(&out).unwrap();
+    let (native, repacked, summary) = native_and_repacked("i2_s", &bytes);
+    assert!(native == repacked, "logits differ after the repack");
+    assert_eq!(
+        summary,
+        "no projection to re-encode; Q4_0 lm_head interleaved by 8 rows"
+    );
 }
 
 #[test]

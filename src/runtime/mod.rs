@@ -20,4 +20,4 @@ pub mod tokenizer;
 pub use error::Error;
 pub use forward::{KvPrecision, Logits, Session};
 pub use model::{tokenizer_from_gguf, HyperParams, LoadOptions, Model, Projection};
-pub use repack::I2sRepack;
+pub use repack::Repack;

@@ -6,10 +6,10 @@
 
 use super::error::Error;
 use super::kernels::{
-    F16Weights, F32Weights, I2sWeights, Kernels, Q4_0Weights, Q6_KWeights, Q8KRows, Q8Rows,
-    Q8_0Weights, QuantizedRows, Tl1Weights, Tl2Weights, Tq1_0Weights, Tq2_0Weights,
+    F16Weights, F32Weights, I2sWeights, Kernels, Q4_0Weights, Q4_0x8Weights, Q6_KWeights, Q8KRows,
+    Q8Rows, Q8_0Weights, QuantizedRows, Tl1Weights, Tl2Weights, Tq1_0Weights, Tq2_0Weights,
 };
-use super::repack::I2sRepack;
+use super::repack::Repack;
 use super::tokenizer::{GgufVocab, Tokenizer};
 use crate::gguf::{keys, GgmlType, GgufFile, Value};
 use crate::layout::kernel_config::KernelConfig;
@@ -234,6 +234,9 @@ pub struct DenseMatrix<'a> {
     ggml_type: GgmlType,
     bytes: &'a [u8],
     shape: Shape,
+    /// For Q4_0: the same matrix with its rows interleaved by 8 ([`Q4_0x8Weights`]), made at
+    /// load by `--repack`; the matmul reads it instead of `bytes` (same outputs).
+    interleaved: Option<&'a [u8]>,
 }
 
 impl<'a> DenseMatrix<'a> {
@@ -255,6 +258,7 @@ impl<'a> DenseMatrix<'a> {
                 ggml_type,
                 bytes: &bytes[..n],
                 shape,
+                interleaved: None,
             }),
             _ => Err(Error::UnsupportedType {
                 name: name.into(),
@@ -273,6 +277,27 @@ impl<'a> DenseMatrix<'a> {
     /// GGML type.
     pub fn ggml_type(&self) -> GgmlType {
         self.ggml_type
+    }
+
+    /// The matrix's bytes in its GGML type.
+    pub fn bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+
+    /// This Q4_0 matrix, multiplied from `interleaved` (its [`Q4_0x8Weights::interleave`]d
+    /// copy) instead of its own bytes. Rows are still read from the original bytes.
+    pub fn with_interleaved(self, interleaved: &'a [u8]) -> Result<Self, Error> {
+        if self.ggml_type != GgmlType::Q4_0 {
+            return Err(Error::Invalid(format!(
+                "only Q4_0 matrices have an interleaved copy, not {}",
+                self.ggml_type.name()
+            )));
+        }
+        Q4_0x8Weights::new(interleaved, self.shape)?;
+        Ok(Self {
+            interleaved: Some(interleaved),
+            ..self
+        })
     }
 
     /// Row `r` converted to f32 (exact for F32/F16/BF16; the dequantized values for Q8_0,
@@ -344,7 +369,10 @@ impl<'a> DenseMatrix<'a> {
             GgmlType::Q4_0 => {
                 let mut xq = Q8Rows::new();
                 xq.quantize(x, k)?;
-                kernels.q4_0(&Q4_0Weights::new(self.bytes, self.shape)?, &xq, y)?
+                match self.interleaved {
+                    Some(x8) => kernels.q4_0x8(&Q4_0x8Weights::new(x8, self.shape)?, &xq, y)?,
+                    None => kernels.q4_0(&Q4_0Weights::new(self.bytes, self.shape)?, &xq, y)?,
+                }
             }
             _ => {
                 let mut xq = Q8Rows::new();
@@ -515,12 +543,12 @@ impl<'a> Model<'a> {
         Self::load_with(file, opts, None)
     }
 
-    /// As [`Model::load`], with the projections in `repack` (made by [`I2sRepack::build`] from
+    /// As [`Model::load`], with the projections in `repack` (made by [`Repack::build`] from
     /// the same file) read from their I2_S copies: same outputs, the I2_S kernels.
     pub fn load_repacked(
         file: &GgufFile<'a>,
         opts: &LoadOptions,
-        repack: &'a I2sRepack,
+        repack: &'a Repack,
     ) -> Result<Self, Error> {
         Self::load_with(file, opts, Some(repack))
     }
@@ -528,7 +556,7 @@ impl<'a> Model<'a> {
     fn load_with(
         file: &GgufFile<'a>,
         opts: &LoadOptions,
-        repack: Option<&'a I2sRepack>,
+        repack: Option<&'a Repack>,
     ) -> Result<Self, Error> {
         let mut warnings = Vec::new();
         let hp = HyperParams::from_gguf(file, &mut warnings)?;
@@ -605,12 +633,15 @@ impl<'a> Model<'a> {
         let shape = Shape::new(vocab, d);
         let (ty, bytes) = tensor(file, "token_embd.weight", &[d as u64, vocab as u64])?;
         let token_embd = DenseMatrix::new("token_embd.weight", ty, bytes, shape)?;
-        let (output, tied_output) = if file.tensor("output.weight").is_some() {
+        let (mut output, tied_output) = if file.tensor("output.weight").is_some() {
             let (ty, bytes) = tensor(file, "output.weight", &[d as u64, vocab as u64])?;
             (DenseMatrix::new("output.weight", ty, bytes, shape)?, false)
         } else {
             (token_embd, true)
         };
+        if let Some(head) = repack.and_then(|r| r.head()) {
+            output = output.with_interleaved(head)?;
+        }
         let output_norm = norm(file, "output_norm.weight", d)?;
         let tiling_source = if tiling_notes.is_empty() {
             None

@@ -1,15 +1,22 @@
-//! Re-encoding ternary projections as I2_S at load, so every ternary file runs on the fastest
-//! kernels (the file's bytes are not changed).
+//! Re-packing weights at load into the layouts the fastest kernels read (the file's bytes are
+//! not changed), with the same outputs:
 //!
-//! Every ternary layout stores the same thing, codes in {−1, 0, 1} and one scale per tensor, and
-//! every ternary kernel computes `((Σ code·q) / sa) · scale` from the same int8 activations, so
-//! a projection re-encoded as I2_S gives bit-identical outputs. A tensor its codec refuses (a
-//! TQ1_0 or TQ2_0 tensor whose blocks carry different scales, which is not a BitNet checkpoint)
-//! keeps its own kernel. The cost is one decode and encode per tensor at load, and the
-//! I2_S copy in memory (2 bits per weight; for TQ1_0 more than the file's 1.69).
+//! * Ternary projections in TL1, TL2, TQ1_0 and TQ2_0 are re-encoded as I2_S. Every ternary
+//!   layout stores the same thing, codes in {−1, 0, 1} and one scale per tensor, and every
+//!   ternary kernel computes `((Σ code·q) / sa) · scale` from the same int8 activations, so a
+//!   projection re-encoded as I2_S gives bit-identical outputs. A tensor its codec refuses (a
+//!   TQ1_0 or TQ2_0 tensor whose blocks carry different scales, which is not a BitNet
+//!   checkpoint) keeps its own kernel. The cost is one decode and encode per tensor at load, and
+//!   the I2_S copy in memory (2 bits per weight; for TQ1_0 more than the file's 1.69).
+//! * A Q4_0 lm_head is interleaved by 8 rows ([`Q4_0x8Weights`]), a reordering of its bytes
+//!   whose kernel keeps 8 rows in the vector lanes and sums in the same order as the Q4_0
+//!   kernel. The copy is as large as the head (0.185 GB for 2B-4T); token embeddings are still
+//!   read from the file.
 
 use super::error::Error;
+use super::kernels::{Q4_0Weights, Q4_0x8Weights};
 use super::model::{Model, Projection};
+use crate::gguf::GgmlType;
 use crate::gguf::GgufFile;
 use crate::layout::i2s::I2S;
 use crate::layout::tl1::Tl1;
@@ -20,19 +27,23 @@ use crate::layout::TernaryCodec;
 use rayon::prelude::*;
 use std::collections::HashMap;
 
-/// I2_S bytes of the re-encoded projections, by tensor name.
+/// The re-packed weights of one model: I2_S bytes of the re-encoded projections, by tensor name,
+/// and the interleaved Q4_0 lm_head.
 #[derive(Debug, Default)]
-pub struct I2sRepack {
+pub struct Repack {
     tensors: HashMap<String, Vec<u8>>,
+    /// The lm_head interleaved by 8 rows, when it is Q4_0.
+    head: Option<Vec<u8>>,
     /// `(tensor, layout)` of each re-encoded projection, in model order.
     repacked: Vec<(String, &'static str)>,
     /// `(tensor, reason)` of each ternary projection left in its own layout.
     kept: Vec<(String, String)>,
 }
 
-impl I2sRepack {
+impl Repack {
     /// Re-encodes every TL1, TL2, TQ1_0 and TQ2_0 projection of `model` (loaded from `file`) as
-    /// I2_S, tensors in parallel. Pass the result to [`Model::load_repacked`].
+    /// I2_S, tensors in parallel, and interleaves a Q4_0 lm_head whose row count is a multiple
+    /// of 8. Pass the result to [`Model::load_repacked`].
     pub fn build(file: &GgufFile<'_>, model: &Model<'_>) -> Result<Self, Error> {
         let jobs: Vec<(String, &Projection<'_>)> = model
             .layers
@@ -65,7 +76,17 @@ impl I2sRepack {
                 Err(e) => return Err(e),
             }
         }
+        let head = &model.output;
+        if head.ggml_type() == GgmlType::Q4_0 && head.shape().rows % 8 == 0 {
+            let q4 = Q4_0Weights::new(head.bytes(), head.shape())?;
+            out.head = Some(Q4_0x8Weights::interleave(&q4)?);
+        }
         Ok(out)
+    }
+
+    /// The interleaved Q4_0 lm_head, if there is one.
+    pub fn head(&self) -> Option<&[u8]> {
+        self.head.as_deref()
     }
 
     /// The I2_S bytes (codes and scale tail) standing in for tensor `name`, if re-encoded.
@@ -104,6 +125,9 @@ impl I2sRepack {
                 self.kept.len()
             );
         }
+        if self.head.is_some() {
+            line += "; Q4_0 lm_head interleaved by 8 rows";
+        }
         line
     }
 }
@@ -121,7 +145,7 @@ fn re_encode(file: &GgufFile<'_>, name: &str, p: &Projection<'_>) -> Result<Vec<
         Projection::Tq1_0(_) => Box::new(TQ1_0),
         Projection::Tq2_0(_) => Box::new(TQ2_0),
         Projection::I2s(_) | Projection::Dense(_) => {
-            unreachable!("filtered out by I2sRepack::build")
+            unreachable!("filtered out by Repack::build")
         }
     };
     let len = codec.byte_len(shape)?;

@@ -760,6 +760,57 @@ unsafe fn q8_rows_imp<const Q4: bool>(rows: &[u8], q: &[i8], xd: &[f32], out: &m
     }
 }
 
+/// See `scalar::q4_0x8_rows`.
+pub fn q4_0x8_rows(groups: &[u8], q: &[i8], xd: &[f32], sums: &[i32], out: &mut [f32]) {
+    let nb = xd.len();
+    assert!(out.len() % 8 == 0 && groups.len() >= out.len() / 8 * nb * 144);
+    assert!(q.len() >= nb * 32 && sums.len() >= nb);
+    // SAFETY: lengths checked above; AVX2/F16C checked when the table was chosen.
+    unsafe { q4_0x8_rows_imp(groups, q, xd, sums, out) }
+}
+
+/// Eight interleaved Q4_0 rows at a time, one row per lane. Per block, each 32-byte chunk's low
+/// and high nibbles go through `maddubs` against 4 broadcast activations; the 8 products stay
+/// exact in i16 (a lane gathers 8 pairs: at most 8·2·15·128 = 30720), `madd` widens them, and
+/// `8·Σq` comes off in i32: each lane holds its row's exact block dot. The float steps are
+/// `scalar::block_epilogue`'s, lane-wise: block b into accumulator b mod 8, then `fold8`.
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn q4_0x8_rows_imp(groups: &[u8], q: &[i8], xd: &[f32], sums: &[i32], out: &mut [f32]) {
+    let nb = xd.len();
+    let low4 = _mm256_set1_epi8(15);
+    let ones = _mm256_set1_epi16(1);
+    let qp = q.as_ptr() as *const u8;
+    // The 4 activations at byte `at` of the token, in every 32-bit lane.
+    // SAFETY: callers pass at + 4 <= nb * 32.
+    let x4 = |at: usize| unsafe { _mm256_set1_epi32((qp.add(at) as *const i32).read_unaligned()) };
+    for (g, outs) in out.chunks_exact_mut(8).enumerate() {
+        // SAFETY (the reads): group g's nb blocks of 144 bytes lie inside `groups` (asserted).
+        let gp = unsafe { groups.as_ptr().add(g * nb * 144) };
+        let mut acc = [_mm256_setzero_ps(); 8];
+        for b in 0..nb {
+            let bp = unsafe { gp.add(b * 144) };
+            let mut s = _mm256_setzero_si256();
+            for c in 0..4 {
+                let v = unsafe { load(bp.add(16 + 32 * c)) };
+                let (lo, hi) = (
+                    _mm256_and_si256(v, low4),
+                    _mm256_and_si256(_mm256_srli_epi16::<4>(v), low4),
+                );
+                s = _mm256_add_epi16(s, _mm256_maddubs_epi16(lo, x4(b * 32 + 4 * c)));
+                s = _mm256_add_epi16(s, _mm256_maddubs_epi16(hi, x4(b * 32 + 16 + 4 * c)));
+            }
+            let dot = _mm256_sub_epi32(_mm256_madd_epi16(s, ones), _mm256_set1_epi32(8 * sums[b]));
+            let d = _mm256_cvtph_ps(unsafe { load16(bp) });
+            let dwx = _mm256_mul_ps(d, _mm256_set1_ps(xd[b]));
+            acc[b % 8] = _mm256_add_ps(acc[b % 8], _mm256_mul_ps(dwx, _mm256_cvtepi32_ps(dot)));
+        }
+        let u: [__m256; 4] = std::array::from_fn(|l| _mm256_add_ps(acc[l], acc[l + 4]));
+        let sum = _mm256_add_ps(_mm256_add_ps(u[0], u[2]), _mm256_add_ps(u[1], u[3]));
+        // SAFETY: outs has 8 lanes.
+        unsafe { _mm256_storeu_ps(outs.as_mut_ptr(), sum) };
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Q6_K.
 

@@ -516,6 +516,58 @@ matrix_view! {
 }
 
 matrix_view! {
+    /// A Q4_0 matrix with its rows interleaved by 8 for the AVX2 kernel (made at load by
+    /// [`Q4_0x8Weights::interleave`], never written to a file). Same bytes as Q4_0, reordered:
+    /// for each group of 8 rows and each 32-value block, 144 bytes: the 8 rows' f16 `d`, then 4
+    /// chunks of 32 bytes, chunk c holding `qs[4c..4c+4]` of each of the 8 rows in turn. One
+    /// chunk is thus 4 values of 8 rows in its low nibbles (and 4 more in its high ones), the
+    /// shape of a `maddubs` against 4 broadcast activations, and the 8 `d` are one F16C load.
+    Q4_0x8Weights;
+    /// Views `bytes` (at least `M*K/32*18`) as interleaved Q4_0; M must be a multiple of 8 and
+    /// K of 32.
+    new: |bytes, shape| {
+        rule("Q4_0x8", shape, shape.rows % 8 == 0, "M must be a multiple of 8")?;
+        block_matrix(&crate::layout::block_quant::Q4_0, bytes, shape)
+    };
+}
+
+impl Q4_0x8Weights<'_> {
+    /// The interleaved bytes of a Q4_0 matrix whose row count is a multiple of 8.
+    pub fn interleave(w: &Q4_0Weights<'_>) -> Result<Vec<u8>, Error> {
+        let shape = w.shape;
+        rule(
+            "Q4_0x8",
+            shape,
+            shape.rows % 8 == 0,
+            "M must be a multiple of 8",
+        )?;
+        let nb = shape.cols / 32;
+        let mut out = vec![0u8; w.bytes.len()];
+        for (r, row) in w.bytes.chunks_exact(nb * 18).enumerate() {
+            let group = &mut out[r / 8 * nb * 144..(r / 8 + 1) * nb * 144];
+            for (block, dst) in row.chunks_exact(18).zip(group.chunks_exact_mut(144)) {
+                for (byte, &v) in block.iter().enumerate() {
+                    dst[q4_0x8_offset(r % 8, byte)] = v;
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Where byte `byte` (0..18) of row `i`'s (0..8) ggml Q4_0 block sits in the 144 bytes of its
+/// group's interleaved block ([`Q4_0x8Weights`]).
+fn q4_0x8_offset(i: usize, byte: usize) -> usize {
+    match byte {
+        0 | 1 => 2 * i + byte,
+        _ => {
+            let j = byte - 2;
+            16 + 32 * (j / 4) + 4 * i + j % 4
+        }
+    }
+}
+
+matrix_view! {
     /// A Q6_K matrix (ggml `block_q6_K`: 210 bytes per 256 values, see [`crate::layout::q6_k`]),
     /// e.g. a quantized token embedding used as the lm_head.
     Q6_KWeights;
@@ -593,6 +645,15 @@ impl Q8Rows {
     /// The f16-rounded block scales `d`, `[t * K/32 + b]`.
     pub fn scales(&self) -> &[f32] {
         &self.scales
+    }
+
+    /// Row t's values and block scales.
+    fn token(&self, t: usize) -> (&[i8], &[f32]) {
+        let nb = self.k / 32;
+        (
+            &self.values[t * self.k..(t + 1) * self.k],
+            &self.scales[t * nb..(t + 1) * nb],
+        )
     }
 }
 
@@ -755,6 +816,7 @@ type BlockRowFn = fn(&[u8], &[i8], &mut [i32]);
 type DenseRowsFn = fn(&[u8], usize, &[f32], &mut [f32]);
 type Q8RowFn = fn(&[u8], &[i8], &mut [i32], &mut [f32]);
 type Q8RowsFn = fn(&[u8], &[i8], &[f32], &mut [f32]);
+type Q4x8RowsFn = fn(&[u8], &[i8], &[f32], &[i32], &mut [f32]);
 type Q6kRowFn = fn(&[u8], &[i8], &[i16], &mut [i32], &mut [f32]);
 
 /// The kernels of one ISA, as function pointers (chosen once, no per-call feature tests).
@@ -770,6 +832,7 @@ pub struct KernelTable {
     q4_0_row: Q8RowFn,
     q8_0_rows: Q8RowsFn,
     q4_0_rows: Q8RowsFn,
+    q4_0x8_rows: Q4x8RowsFn,
     q6_k_row: Q6kRowFn,
     f16_rows: DenseRowsFn,
     f32_rows: DenseRowsFn,
@@ -788,6 +851,7 @@ const SCALAR: KernelTable = KernelTable {
     q4_0_row: scalar::q4_0_row,
     q8_0_rows: scalar::q8_0_rows,
     q4_0_rows: scalar::q4_0_rows,
+    q4_0x8_rows: scalar::q4_0x8_rows,
     q6_k_row: scalar::q6_k_row,
     f16_rows: scalar::f16_rows,
     f32_rows: scalar::f32_rows,
@@ -807,6 +871,7 @@ const AVX2: KernelTable = KernelTable {
     q4_0_row: avx2::q4_0_row,
     q8_0_rows: avx2::q8_0_rows,
     q4_0_rows: avx2::q4_0_rows,
+    q4_0x8_rows: avx2::q4_0x8_rows,
     q6_k_row: avx2::q6_k_row,
     f16_rows: avx2::f16_rows,
     f32_rows: avx2::f32_rows,
@@ -1222,7 +1287,11 @@ impl Kernels {
     /// f32, `y[t*M + r]`. One fused kernel per ISA, all summing in `scalar::block_epilogue`'s
     /// order, so outputs are bit-identical.
     pub fn q8_0(&self, w: &Q8_0Weights<'_>, x: &Q8Rows, y: &mut [f32]) -> Result<(), Error> {
-        self.q8_rows_run(w.bytes, w.shape, 34, self.table.q8_0_rows, x, y)
+        let kernel = self.table.q8_0_rows;
+        self.q8_rows_run(w.bytes, w.shape, 34, x, y, |rows, t, out| {
+            let (q, xd) = x.token(t);
+            kernel(rows, q, xd, out)
+        })
     }
 
     /// Q4_0 per-block exact dots `Σ (nibble − 8)·q` over each 32-value block,
@@ -1233,7 +1302,29 @@ impl Kernels {
 
     /// Q4_0 × Q8_0 matmul (ggml's `vec_dot_q4_0_q8_0`), fused as [`Kernels::q8_0`].
     pub fn q4_0(&self, w: &Q4_0Weights<'_>, x: &Q8Rows, y: &mut [f32]) -> Result<(), Error> {
-        self.q8_rows_run(w.bytes, w.shape, 18, self.table.q4_0_rows, x, y)
+        let kernel = self.table.q4_0_rows;
+        self.q8_rows_run(w.bytes, w.shape, 18, x, y, |rows, t, out| {
+            let (q, xd) = x.token(t);
+            kernel(rows, q, xd, out)
+        })
+    }
+
+    /// [`Kernels::q4_0`] on the interleaved copy of the same matrix: the same bits, with the
+    /// rows 8 at a time in the vector lanes.
+    pub fn q4_0x8(&self, w: &Q4_0x8Weights<'_>, x: &Q8Rows, y: &mut [f32]) -> Result<(), Error> {
+        let kernel = self.table.q4_0x8_rows;
+        // Σq of every activation block: the kernel takes the nibbles' `−8` off per block.
+        let sums: Vec<i32> = x
+            .values
+            .chunks_exact(32)
+            .map(|b| b.iter().map(|&v| i32::from(v)).sum())
+            .collect();
+        let nb = w.shape.cols / 32;
+        // Rows go 16 at a time, so every chunk is whole groups of 8 (M is a multiple of 8).
+        self.q8_rows_run(w.bytes, w.shape, 18, x, y, |rows, t, out| {
+            let (q, xd) = x.token(t);
+            kernel(rows, q, xd, &sums[t * nb..(t + 1) * nb], out)
+        })
     }
 
     /// The per-block exact dots of the Q8_0-activation formats (Q8_0, Q4_0): 32-value blocks of
@@ -1265,21 +1356,22 @@ impl Kernels {
         Ok(())
     }
 
-    /// The fused Q8_0/Q4_0 matmul: each task takes its rows 16 at a time and runs every token
-    /// over them, so a prompt reads the weights once.
+    /// The fused Q8_0/Q4_0 matmuls: each task takes its rows 16 at a time and runs every token
+    /// over them, so a prompt reads the weights once. `kernel(rows, t, out)` computes token t
+    /// against the bytes of `out.len()` rows.
     fn q8_rows_run(
         &self,
         bytes: &[u8],
         shape: Shape,
         block_bytes: usize,
-        kernel: Q8RowsFn,
         x: &Q8Rows,
         y: &mut [f32],
+        kernel: impl Fn(&[u8], usize, &mut [f32]) + Sync,
     ) -> Result<(), Error> {
         const ROWS: usize = 16;
-        let (m, k, nb) = (shape.rows, shape.cols, shape.cols / 32);
+        let (m, k) = (shape.rows, shape.cols);
         check_sizes(k, x.k(), x.rows(), m, y.len())?;
-        let row_bytes = nb * block_bytes;
+        let row_bytes = k / 32 * block_bytes;
         let y = SharedOut::new(y);
         self.split(m, ROWS, |r0, r1| {
             for s0 in (r0..r1).step_by(ROWS) {
@@ -1287,12 +1379,7 @@ impl Kernels {
                 for t in 0..x.rows() {
                     // SAFETY: rows s0..s1 belong to this task.
                     let out = unsafe { y.slice(t * m + s0, s1 - s0) };
-                    kernel(
-                        &bytes[s0 * row_bytes..s1 * row_bytes],
-                        &x.values[t * k..(t + 1) * k],
-                        &x.scales[t * nb..(t + 1) * nb],
-                        out,
-                    );
+                    kernel(&bytes[s0 * row_bytes..s1 * row_bytes], t, out);
                 }
             }
         });

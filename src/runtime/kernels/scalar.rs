@@ -307,6 +307,24 @@ pub fn q4_0_rows(rows: &[u8], q: &[i8], xd: &[f32], out: &mut [f32]) {
     q8_blocks_f32(rows, 18, q4_0_row, q, xd, out);
 }
 
+/// [`q4_0_rows`] on rows interleaved by 8 (`Q4_0x8Weights`): each row's ggml blocks are put
+/// back together and run through [`q4_0_rows`], so the outputs are those of the matrix before
+/// interleaving. `_sums` (Σq per block) is for the AVX2 kernel's `−8`.
+pub fn q4_0x8_rows(groups: &[u8], q: &[i8], xd: &[f32], _sums: &[i32], out: &mut [f32]) {
+    let nb = xd.len();
+    let mut row = vec![0u8; nb * 18];
+    for (group, outs) in groups.chunks_exact(nb * 144).zip(out.chunks_exact_mut(8)) {
+        for (i, o) in outs.iter_mut().enumerate() {
+            for (block, src) in row.chunks_exact_mut(18).zip(group.chunks_exact(144)) {
+                for (byte, v) in block.iter_mut().enumerate() {
+                    *v = src[super::q4_0x8_offset(i, byte)];
+                }
+            }
+            q4_0_rows(&row, q, xd, std::slice::from_mut(o));
+        }
+    }
+}
+
 fn q8_blocks_f32(
     rows: &[u8],
     block_bytes: usize,
