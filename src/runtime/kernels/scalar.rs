@@ -325,6 +325,7 @@ pub fn q4_0x8_rows(groups: &[u8], q: &[i8], xd: &[f32], _sums: &[i32], out: &mut
     }
 }
 
+/// Each row's exact block dots (`block_dots`) through [`block_epilogue`].
 fn q8_blocks_f32(
     rows: &[u8],
     block_bytes: usize,
