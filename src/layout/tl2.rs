@@ -46,11 +46,124 @@ pub const TRIPLET_PATTERNS: [[i8; 3]; 14] = [
     [1, 1, 1],
 ];
 
+/// The 6 codes of every section-A byte (two magnitude indices, high nibble first), `None`
+/// for a byte with an index past the 14 patterns.
+fn triplet_byte_table() -> [Option<[i8; 6]>; 256] {
+    std::array::from_fn(|byte| {
+        let hi = TRIPLET_PATTERNS.get(byte >> 4)?;
+        let lo = TRIPLET_PATTERNS.get(byte & 15)?;
+        Some([hi[0], hi[1], hi[2], lo[0], lo[1], lo[2]])
+    })
+}
+
+/// The 4 codes of every section-C byte (two TL1 pair codes), `None` for a code above 8.
+fn pair_byte_table() -> [Option<[i8; 4]>; 256] {
+    std::array::from_fn(|byte| {
+        let (hi, lo) = ((byte >> 4) as u8, (byte & 15) as u8);
+        if hi > 8 || lo > 8 {
+            return None;
+        }
+        let ((a, b), (c, d)) = (pair_weights(hi), pair_weights(lo));
+        Some([a, b, c, d])
+    })
+}
+
+/// Decodes one [`ThreeBlock`] of `bytes` (a whole TL2 tensor) into `codes` (row-major, K =
+/// `k`): magnitudes from the index bytes (`by_byte`: [`triplet_byte_table`]), negated where
+/// the sign bit is set.
+fn decode_three_block(
+    bytes: &[u8],
+    block: ThreeBlock,
+    by_byte: &[Option<[i8; 6]>; 256],
+    triplets: usize,
+    k: usize,
+    codes: &mut [i8],
+) -> Result<(), Error> {
+    let layout = "TL2";
+    let index = &bytes[block.index_at..block.index_at + 16 * triplets];
+    let signs = &bytes[block.sign_at..block.sign_at + triplets / 8 * 32];
+    // Row by row, so the codes are written in order; the swizzle is its own inverse.
+    for rel in 0..BLOCK_ROWS {
+        let pos = swizzled_row(rel);
+        let start = (block.row0 + rel) * k + 3 * block.first;
+        let row = &mut codes[start..start + 3 * triplets];
+        for (t, out) in (0..triplets).step_by(2).zip(row.chunks_exact_mut(6)) {
+            let byte = index[16 * t + pos];
+            let Some(mut six) = by_byte[usize::from(byte)] else {
+                return Err(invalid_index(layout, block.index_at + 16 * t + pos, byte));
+            };
+            for (h, three) in six.chunks_exact_mut(3).enumerate() {
+                let (word, bit) = sign_position(t + h, rel);
+                let negative = signs[2 * word + bit / 8] >> (bit % 8) & 1;
+                if negative & u8::from(three == [0, 0, 0]) != 0 {
+                    return Err(Error::NonCanonical {
+                        layout,
+                        offset: block.sign_at + 2 * word,
+                        what: format!(
+                            "sign bit set for row {}, triplet {} whose index is 0",
+                            block.row0 + rel,
+                            block.first + t + h
+                        ),
+                    });
+                }
+                // Branch-free: sign bits are as good as random to the predictor.
+                let mask = -(negative as i8);
+                three.iter_mut().for_each(|w| *w = (*w ^ mask) - mask);
+            }
+            out.copy_from_slice(&six);
+        }
+    }
+    Ok(())
+}
+
+/// The error for a section-A byte with an index past the 14 patterns.
+#[cold]
+fn invalid_index(layout: &'static str, offset: usize, byte: u8) -> Error {
+    let (hi, lo) = (byte >> 4, byte & 15);
+    let code = if usize::from(hi) >= TRIPLET_PATTERNS.len() {
+        hi
+    } else {
+        lo
+    };
+    Error::InvalidCode {
+        layout,
+        offset,
+        code,
+    }
+}
+
 /// (index, sign) of a triplet.
 #[inline]
 fn triplet_code(w: &[i8]) -> (u8, bool) {
     let v = 9 * w[0] + 3 * w[1] + w[2];
     (v.unsigned_abs(), v < 0)
+}
+
+/// Where one 32-row block of one K-block of the three part is stored ([`Tl2::walk_three`]).
+#[derive(Debug, Clone, Copy)]
+struct ThreeBlock {
+    /// First of its `32 · BK/6` index bytes (section A). Byte `32·cb + pos` holds triplets
+    /// `first + 2cb` (high nibble) and `first + 2cb + 1` of row `row0 + swizzled_row(pos)`.
+    index_at: usize,
+    /// First of its `16 · BK/24` little-endian sign words (section B). Word `16·g + j` holds
+    /// the signs of triplets `first + 8g + i` (i < 8): row `row0 + j` at bit `15 − 2i`, row
+    /// `row0 + j + 16` at bit `14 − 2i`.
+    sign_at: usize,
+    /// First row of the block.
+    row0: usize,
+    /// First triplet (column / 3) of the K-block.
+    first: usize,
+}
+
+/// The sign bit of triplet `t` (counted from the K-block's first) of row `rel` (0..32) in a
+/// [`ThreeBlock`]'s sign words: (word index, bit).
+#[inline]
+fn sign_position(t: usize, rel: usize) -> (usize, usize) {
+    let i = t % 8;
+    (
+        16 * (t / 8) + rel % 16,
+        if rel < 16 { 15 - 2 * i } else { 14 - 2 * i },
+    )
 }
 
 /// Byte offsets of the sections inside the payload.
@@ -105,40 +218,24 @@ impl Tl2 {
         })
     }
 
-    /// Visits the stored order of the three part. `index(at, row, triplet)` is called for
-    /// every index byte (holding triplets `triplet` and `triplet + 1`); `sign(at, row, tb)`
-    /// for every sign word (rows `row` and `row + 16`, triplets `tb .. tb + 8`).
-    fn walk_three(
-        &self,
-        shape: Shape,
-        s: &Sections,
-        mut index: impl FnMut(usize, usize, usize),
-        mut sign: impl FnMut(usize, usize, usize),
-    ) {
+    /// Visits the 32-row blocks of the three part in stored order (tiles, then K-blocks, then
+    /// row blocks). Per tile and K-block, section A holds the index bytes of every row block,
+    /// then section B, in its own region, their sign words.
+    fn walk_three(&self, shape: Shape, s: &Sections, mut visit: impl FnMut(ThreeBlock)) {
         let Tl2Tiling { tile_rows, block_k } = self.tiling;
+        let (index_bytes, sign_bytes) = (BLOCK_ROWS * block_k / 6, block_k / 24 * 32);
         let (mut a, mut b) = (0, s.signs_at);
         for tile in 0..shape.rows / tile_rows {
             for kb in 0..s.three_k / block_k {
                 for sb in 0..tile_rows / BLOCK_ROWS {
-                    let row0 = tile * tile_rows + sb * BLOCK_ROWS;
-                    for cb in 0..block_k / 6 {
-                        let t0 = (kb * block_k + cb * 6) / 3;
-                        for pos in 0..BLOCK_ROWS {
-                            index(a, row0 + swizzled_row(pos), t0);
-                            a += 1;
-                        }
-                    }
-                }
-                // Section B has the same tile/K-block nesting, in its own region.
-                for sb in 0..tile_rows / BLOCK_ROWS {
-                    let row0 = tile * tile_rows + sb * BLOCK_ROWS;
-                    for sg in 0..block_k / 24 {
-                        let tb = (kb * block_k + sg * 24) / 3;
-                        for j in 0..16 {
-                            sign(b, row0 + j, tb);
-                            b += 2;
-                        }
-                    }
+                    visit(ThreeBlock {
+                        index_at: a,
+                        sign_at: b,
+                        row0: tile * tile_rows + sb * BLOCK_ROWS,
+                        first: kb * block_k / 3,
+                    });
+                    a += index_bytes;
+                    b += sign_bytes;
                 }
             }
         }
@@ -194,31 +291,26 @@ impl TernaryCodec for Tl2 {
         let k = shape.cols;
         let codes = tensor.codes();
         let mut out = vec![0u8; len];
-        // The two walks write disjoint bytes; one buffer, two phases.
-        let mut index_bytes = Vec::with_capacity(s.signs_at);
-        let mut sign_words = Vec::with_capacity(s.two_at - s.signs_at);
-        self.walk_three(
-            shape,
-            &s,
-            |_, row, t| {
-                let w = &codes[row * k + 3 * t..row * k + 3 * t + 6];
-                let (hi, _) = triplet_code(&w[..3]);
-                let (lo, _) = triplet_code(&w[3..]);
-                index_bytes.push(hi << 4 | lo);
-            },
-            |_, row, tb| {
-                let mut word = 0u16;
-                for i in 0..8 {
-                    let at = |r: usize| r * k + 3 * (tb + i);
-                    let (_, upper) = triplet_code(&codes[at(row)..at(row) + 3]);
-                    let (_, lower) = triplet_code(&codes[at(row + 16)..at(row + 16) + 3]);
-                    word |= u16::from(upper) << (15 - 2 * i) | u16::from(lower) << (14 - 2 * i);
+        let triplets = self.tiling.block_k / 3;
+        self.walk_three(shape, &s, |block| {
+            for t in (0..triplets).step_by(2) {
+                for pos in 0..BLOCK_ROWS {
+                    let start = (block.row0 + swizzled_row(pos)) * k + 3 * (block.first + t);
+                    let (hi, _) = triplet_code(&codes[start..start + 3]);
+                    let (lo, _) = triplet_code(&codes[start + 3..start + 6]);
+                    out[block.index_at + 16 * t + pos] = hi << 4 | lo;
                 }
-                sign_words.extend_from_slice(&word.to_le_bytes());
-            },
-        );
-        out[..s.signs_at].copy_from_slice(&index_bytes);
-        out[s.signs_at..s.two_at].copy_from_slice(&sign_words);
+            }
+            for rel in 0..BLOCK_ROWS {
+                let row_start = (block.row0 + rel) * k + 3 * block.first;
+                for t in 0..triplets {
+                    let start = row_start + 3 * t;
+                    let (_, negative) = triplet_code(&codes[start..start + 3]);
+                    let (word, bit) = sign_position(t, rel);
+                    out[block.sign_at + 2 * word + bit / 8] |= u8::from(negative) << (bit % 8);
+                }
+            }
+        });
         self.walk_two(shape, &s, |at, row, col| {
             let w = &codes[row * k + col..row * k + col + 4];
             out[at] = pair_code(w[0], w[1]) << 4 | pair_code(w[2], w[3]);
@@ -250,74 +342,33 @@ impl TernaryCodec for Tl2 {
         let scale = read_f32_le(bytes, slot);
         let k = shape.cols;
         let mut codes = vec![0i8; shape.rows * k];
+        // The first error in stored order (the walks cannot return early).
         let mut first_error: Option<Error> = None;
-        let mut note = |e: Error| {
-            first_error.get_or_insert(e);
-        };
-        // Pass 1: magnitudes (always non-negative patterns). Pass 2: signs negate triplets.
-        let mut sign_checks = Vec::new();
-        self.walk_three(
-            shape,
-            &s,
-            |at, row, t| {
-                let byte = bytes[at];
-                for (half, idx) in [(0, byte >> 4), (1, byte & 15)] {
-                    let Some(pattern) = TRIPLET_PATTERNS.get(usize::from(idx)) else {
-                        note(Error::InvalidCode {
-                            layout: name,
-                            offset: at,
-                            code: idx,
-                        });
-                        continue;
-                    };
-                    let start = row * k + 3 * (t + half);
-                    codes[start..start + 3].copy_from_slice(pattern);
-                }
-            },
-            |at, row, tb| sign_checks.push((at, row, tb)),
-        );
-        for (at, row, tb) in sign_checks {
-            let word = u16::from_le_bytes([bytes[at], bytes[at + 1]]);
-            for i in 0..8 {
-                for (r, bit) in [(row, 15 - 2 * i), (row + 16, 14 - 2 * i)] {
-                    if word >> bit & 1 == 0 {
-                        continue;
-                    }
-                    let start = r * k + 3 * (tb + i);
-                    let triplet = &mut codes[start..start + 3];
-                    if triplet.iter().all(|&w| w == 0) {
-                        note(Error::NonCanonical {
-                            layout: name,
-                            offset: at,
-                            what: format!(
-                                "sign bit set for row {r}, triplet {} whose index is 0",
-                                tb + i
-                            ),
-                        });
-                    }
-                    triplet.iter_mut().for_each(|w| *w = -*w);
-                }
+        let (triplets, by_byte) = (self.tiling.block_k / 3, triplet_byte_table());
+        self.walk_three(shape, &s, |block| {
+            if first_error.is_none() {
+                first_error =
+                    decode_three_block(bytes, block, &by_byte, triplets, k, &mut codes).err();
             }
-        }
-        self.walk_two(shape, &s, |at, row, col| {
-            let byte = bytes[at];
-            let (hi, lo) = (byte >> 4, byte & 15);
-            if hi > 8 || lo > 8 {
-                note(Error::InvalidCode {
-                    layout: name,
-                    offset: at,
-                    code: if hi > 8 { hi } else { lo },
-                });
-                return;
-            }
-            let (a, b) = pair_weights(hi);
-            let (c, d) = pair_weights(lo);
-            codes[row * k + col..row * k + col + 4].copy_from_slice(&[a, b, c, d]);
         });
-        if let Some(e) = first_error {
-            return Err(e);
+        let pairs = pair_byte_table();
+        self.walk_two(shape, &s, |at, row, col| {
+            match &pairs[usize::from(bytes[at])] {
+                Some(four) => codes[row * k + col..row * k + col + 4].copy_from_slice(four),
+                None => {
+                    let (hi, lo) = (bytes[at] >> 4, bytes[at] & 15);
+                    first_error.get_or_insert(Error::InvalidCode {
+                        layout: name,
+                        offset: at,
+                        code: if hi > 8 { hi } else { lo },
+                    });
+                }
+            }
+        });
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(TernaryTensor::from_decoded(shape, codes, scale)),
         }
-        Ok(TernaryTensor::from_decoded(shape, codes, scale))
     }
 }
 
@@ -355,11 +406,16 @@ mod tests {
         let t = TernaryTensor::new(shape, vec![0; 32 * 80], 1.0).unwrap();
         let clean = codec.encode(&t).unwrap();
         let mut bytes = clean.clone();
-        bytes[s_signs(&codec, shape)] = 1;
-        assert!(matches!(
-            codec.decode(&bytes, shape),
-            Err(Error::NonCanonical { .. })
-        ));
+        let signs_at = s_signs(&codec, shape);
+        // Bit 0 of the first word: row 16 (the word's second row), triplet 7.
+        bytes[signs_at] = 1;
+        match codec.decode(&bytes, shape) {
+            Err(Error::NonCanonical { offset, what, .. }) => {
+                assert_eq!(offset, signs_at);
+                assert_eq!(what, "sign bit set for row 16, triplet 7 whose index is 0");
+            }
+            other => panic!("{other:?}"),
+        }
         let mut bytes = clean.clone();
         bytes[600] = 1;
         assert!(matches!(
@@ -370,7 +426,11 @@ mod tests {
         bytes[0] = 0xe0;
         assert!(matches!(
             codec.decode(&bytes, shape),
-            Err(Error::InvalidCode { code: 14, .. })
+            Err(Error::InvalidCode {
+                code: 14,
+                offset: 0,
+                ..
+            })
         ));
     }
 
