@@ -149,6 +149,20 @@ impl std::fmt::Display for LayoutKind {
     }
 }
 
+/// `v.round_ties_even() as i32` (ties to even; `as` saturates and maps NaN to 0) without a libm
+/// call: the default x86-64 target has no SSE4.1 `roundss`, so `f32::round_ties_even` is a call
+/// to `rintf`. For |v| < 2^21 this is ggml's `nearest_int` magic-number trick (the sum stays in
+/// [2^23, 2^24), where the f32 spacing is 1); larger values and NaN take `round_ties_even`.
+#[inline]
+pub fn round_half_even(v: f32) -> i32 {
+    if v.abs() < 2_097_152.0 {
+        let shifted = v + 12_582_912.0;
+        (shifted.to_bits() & 0x007f_ffff) as i32 - 0x0040_0000
+    } else {
+        v.round_ties_even() as i32
+    }
+}
+
 /// Rounds `n` up to a multiple of 32 (GGUF's default alignment).
 pub(crate) fn pad32(n: usize) -> usize {
     n.div_ceil(32) * 32
@@ -209,4 +223,42 @@ pub(crate) fn read_f32_le(bytes: &[u8], at: usize) -> f32 {
     let mut word = [0u8; 4];
     word.copy_from_slice(&bytes[at..at + 4]);
     f32::from_le_bytes(word)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn magic_rounding_equals_round_ties_even() {
+        for v in [
+            0.5f32,
+            1.5,
+            2.5,
+            -0.5,
+            -1.5,
+            -2.5,
+            126.49,
+            127.5,
+            -128.5,
+            3.0e-8,
+            -0.0,
+            4.0e6,
+            5.0e6,
+            -4_194_304.0,
+            4_194_304.0,
+            2_097_151.7,
+            -2_097_152.5,
+            1.0e30,
+            f32::NAN,
+            f32::INFINITY,
+        ] {
+            assert_eq!(round_half_even(v), v.round_ties_even() as i32, "{v}");
+        }
+        let mut x = 0.37f32;
+        for _ in 0..10_000 {
+            x = (x * 7.13 + 0.77) % 300.0 - 150.0;
+            assert_eq!(round_half_even(x), x.round_ties_even() as i32, "{x}");
+        }
+    }
 }

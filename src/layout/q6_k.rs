@@ -31,7 +31,7 @@ const GROUP_MAX_EPS: f32 = 1e-15;
 
 /// ggml's `nearest_int`: round to nearest, ties to even (the `+ 1.5·2²³` trick), as i32.
 fn nearest_int(v: f32) -> i32 {
-    v.round_ties_even() as i32
+    super::round_half_even(v)
 }
 
 /// ggml's `make_qx_quants(n, nmax, x, L, rmse_type = 1, qw = NULL)`: the scale for `x` that
@@ -83,6 +83,74 @@ fn make_qx_quants(nmax: i32, x: &[f32], codes: &mut [u8]) -> f32 {
     scale
 }
 
+/// [`make_qx_quants`] on 8 groups of 16 values at once (`x`: 128 values, `codes`: 128 codes,
+/// `scales`: 8), one group per lane. Every lane does the scalar function's f32 operations in
+/// its order, so the results are the same bits, and the compiler can keep the 8 lanes in
+/// vectors: the 19 trial sums of one group are a chain of dependent adds, which left the
+/// scalar version waiting on latency. Groups holding a non-finite value take the scalar path
+/// (below, every `iscale · v` is finite and within ±33, where ggml's magic-number rounding is
+/// exact without [`super::round_half_even`]'s range check).
+fn make_qx_quants_x8(nmax: i32, x: &[f32], codes: &mut [u8], scales: &mut [f32]) {
+    if !x.iter().all(|v| v.is_finite()) {
+        for ((xs, cs), s) in x.chunks_exact(16).zip(codes.chunks_exact_mut(16)).zip(scales) {
+            *s = make_qx_quants(nmax, xs, cs);
+        }
+        return;
+    }
+    let rows: [[f32; 8]; 16] = std::array::from_fn(|i| std::array::from_fn(|g| x[16 * g + i]));
+    let (mut max, mut amax) = ([0f32; 8], [0f32; 8]);
+    for row in &rows {
+        for g in 0..8 {
+            if row[g].abs() > amax[g] {
+                amax[g] = row[g].abs();
+                max[g] = row[g];
+            }
+        }
+    }
+    let magic = |v: f32| ((v + 12_582_912.0).to_bits() & 0x007f_ffff) as i32 - 0x0040_0000;
+    let sums = |iscale: &[f32; 8]| {
+        let (mut sumlx, mut suml2) = ([0f32; 8], [0f32; 8]);
+        for row in &rows {
+            for g in 0..8 {
+                let v = row[g];
+                let l = magic(iscale[g] * v).clamp(-nmax, nmax - 1) as f32;
+                let w = v * v;
+                sumlx[g] += w * v * l;
+                suml2[g] += w * l * l;
+            }
+        }
+        (sumlx, suml2)
+    };
+    let nmax_f = nmax as f32;
+    let mut chosen: [f32; 8] = std::array::from_fn(|g| -nmax_f / max[g]);
+    let (sumlx, suml2) = sums(&chosen);
+    let mut scale: [f32; 8] =
+        std::array::from_fn(|g| if suml2[g] != 0.0 { sumlx[g] / suml2[g] } else { 0.0 });
+    let mut best: [f32; 8] = std::array::from_fn(|g| scale[g] * sumlx[g]);
+    for is in (-9..=9).filter(|&is| is != 0) {
+        let iscale: [f32; 8] = std::array::from_fn(|g| -(nmax_f + 0.1f32 * is as f32) / max[g]);
+        let (sumlx, suml2) = sums(&iscale);
+        for g in 0..8 {
+            if suml2[g] > 0.0 && sumlx[g] * sumlx[g] > best[g] * suml2[g] {
+                chosen[g] = iscale[g];
+                scale[g] = sumlx[g] / suml2[g];
+                best[g] = scale[g] * sumlx[g];
+            }
+        }
+    }
+    for (g, (cs, s)) in codes.chunks_exact_mut(16).zip(scales).enumerate() {
+        if amax[g] < GROUP_MAX_EPS {
+            cs.fill(0);
+            *s = 0.0;
+            continue;
+        }
+        for (c, &v) in cs.iter_mut().zip(&x[16 * g..16 * g + 16]) {
+            *c = (nearest_int(chosen[g] * v).clamp(-nmax, nmax - 1) + nmax) as u8;
+        }
+        *s = scale[g];
+    }
+}
+
 /// Quantizes whole blocks: `values.len() / 256` blocks into `out` (`210` bytes each).
 /// The caller checks the lengths ([`super::block_quant::BlockQuant`] does).
 pub(super) fn quantize_blocks(values: &[f32], out: &mut [u8]) {
@@ -97,16 +165,18 @@ pub(super) fn quantize_blocks(values: &[f32], out: &mut [u8]) {
 fn quantize_block(x: &[f32], block: &mut [u8]) {
     let mut codes = [0u8; BLOCK_VALUES];
     let mut scales = [0f32; 16];
-    let (mut max_scale, mut max_abs_scale) = (0f32, 0f32);
-    for ((xs, cs), s) in x
-        .chunks_exact(16)
-        .zip(codes.chunks_exact_mut(16))
-        .zip(scales.iter_mut())
+    for ((xs, cs), ss) in x
+        .chunks_exact(128)
+        .zip(codes.chunks_exact_mut(128))
+        .zip(scales.chunks_exact_mut(8))
     {
-        *s = make_qx_quants(32, xs, cs);
+        make_qx_quants_x8(32, xs, cs, ss);
+    }
+    let (mut max_scale, mut max_abs_scale) = (0f32, 0f32);
+    for &s in &scales {
         if s.abs() > max_abs_scale {
             max_abs_scale = s.abs();
-            max_scale = *s;
+            max_scale = s;
         }
     }
     block.fill(0);
@@ -232,5 +302,42 @@ mod tests {
         x[3] = f32::NAN;
         x[100] = f32::INFINITY;
         let _ = roundtrip(&x);
+    }
+
+    /// The 8-lane search gives the scalar search's codes and scales, bit for bit: random
+    /// groups, and groups that are all zero, below GROUP_MAX_EPS, constant, negative-led,
+    /// at rounding ties, or (taking the scalar path) non-finite.
+    #[test]
+    fn eight_lane_search_equals_the_scalar_one() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 40) as f32 / 16_777_216.0 - 0.5
+        };
+        for round in 0..400 {
+            let mut x: Vec<f32> = (0..128).map(|_| next() * 0.2).collect();
+            match round % 8 {
+                1 => x[..16].fill(0.0),
+                2 => x[16..32].iter_mut().for_each(|v| *v *= 1e-16),
+                3 => x[32..48].fill(-0.75),
+                4 => x[48..64].iter_mut().enumerate().for_each(|(i, v)| *v = i as f32 - 7.5),
+                5 => x[64] = f32::NAN,
+                6 => x[127] = f32::NEG_INFINITY,
+                7 => x[80..96].iter_mut().for_each(|v| *v = -v.abs()),
+                _ => {}
+            }
+            for nmax in [32, 128] {
+                let (mut codes, mut scales) = ([0u8; 128], [0f32; 8]);
+                make_qx_quants_x8(nmax, &x, &mut codes, &mut scales);
+                for g in 0..8 {
+                    let mut expected = [0u8; 16];
+                    let scale = make_qx_quants(nmax, &x[16 * g..16 * g + 16], &mut expected);
+                    assert_eq!(scales[g].to_bits(), scale.to_bits(), "round {round} group {g}");
+                    assert_eq!(codes[16 * g..16 * g + 16], expected, "round {round} group {g}");
+                }
+            }
+        }
     }
 }

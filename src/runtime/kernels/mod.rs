@@ -700,7 +700,7 @@ impl Q8KRows {
             }
             let iscale = -127.0 / max;
             for (q, &v) in qb.iter_mut().zip(xb) {
-                *q = ((iscale * v).round_ties_even() as i32).min(127) as i8;
+                *q = crate::layout::round_half_even(iscale * v).min(127) as i8;
             }
             for (s, q16) in sums.iter_mut().zip(qb.chunks_exact(16)) {
                 *s = q16.iter().map(|&v| i16::from(v)).sum();

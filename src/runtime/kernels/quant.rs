@@ -6,6 +6,7 @@
 //! (`tl1.md` §6.1, `tl2.md` §6.1) exists only to reproduce upstream's kernel vectors.
 
 use super::{cache_aligned, cache_aligned_mut, Error, Kernels, SharedOut};
+use crate::layout::round_half_even;
 
 /// Activation rows quantized to int8, one scale per row.
 ///
@@ -135,27 +136,13 @@ pub fn quantize_row_i2s_rule(x: &[f32], q: &mut [i8]) -> (f32, i32) {
     (sa, sum)
 }
 
-/// Round half to even without a libm call (the default x86-64 target has no SSE4.1 `roundss`,
-/// so `f32::round_ties_even` becomes a call to `rintf`, 8 % of a prompt pass): ggml's
-/// `nearest_int` magic-number trick, exact for |v| < 2^21 (the sum stays in [2^23, 2^24)); larger values and NaN take
-/// `round_ties_even` (`as i32` saturates and maps NaN to 0).
-#[inline]
-fn round_half_even(v: f32) -> i32 {
-    if v.abs() < 2_097_152.0 {
-        let shifted = v + 12_582_912.0;
-        (shifted.to_bits() & 0x007f_ffff) as i32 - 0x0040_0000
-    } else {
-        v.round_ties_even() as i32
-    }
-}
-
 /// The TL1/TL2 kernels' own rule for one row; returns `(lut_scale, Σq)`.
 pub fn quantize_row_lut_rule(x: &[f32], q: &mut [i8]) -> (f32, i32) {
     let amax = x.iter().fold(0.0f32, |m, &v| m.max(v.abs()));
     let lut_scale = 127.0f32 / amax;
     let mut sum = 0i32;
     for (qi, &xi) in q.iter_mut().zip(x) {
-        let v = ((xi * lut_scale).round_ties_even() as i32).clamp(-128, 127);
+        let v = round_half_even(xi * lut_scale).clamp(-128, 127);
         *qi = v as i8;
         sum += v;
     }
@@ -175,39 +162,6 @@ mod tests {
         assert_eq!(sa, 1.0);
         assert_eq!(q, [127, 0, 2, -2, -127]);
         assert_eq!(sum, 0);
-    }
-
-    #[test]
-    fn magic_rounding_equals_round_ties_even() {
-        for v in [
-            0.5f32,
-            1.5,
-            2.5,
-            -0.5,
-            -1.5,
-            -2.5,
-            126.49,
-            127.5,
-            -128.5,
-            3.0e-8,
-            -0.0,
-            4.0e6,
-            5.0e6,
-            -4_194_304.0,
-            4_194_304.0,
-            2_097_151.7,
-            -2_097_152.5,
-            1.0e30,
-            f32::NAN,
-            f32::INFINITY,
-        ] {
-            assert_eq!(round_half_even(v), v.round_ties_even() as i32, "{v}");
-        }
-        let mut x = 0.37f32;
-        for _ in 0..10_000 {
-            x = (x * 7.13 + 0.77) % 300.0 - 150.0;
-            assert_eq!(round_half_even(x), x.round_ties_even() as i32, "{x}");
-        }
     }
 
     #[test]
