@@ -159,8 +159,17 @@ pub fn round_half_even(v: f32) -> i32 {
         let shifted = v + 12_582_912.0;
         (shifted.to_bits() & 0x007f_ffff) as i32 - 0x0040_0000
     } else {
-        v.round_ties_even() as i32
+        round_half_even_outside(v)
     }
+}
+
+/// [`round_half_even`] for |v| ≥ 2^21 and NaN. Out of line on purpose: LLVM knows `rintf` has
+/// no side effects, and with it inline it turned the branch above into a select that calls
+/// `rintf` for every value.
+#[cold]
+#[inline(never)]
+fn round_half_even_outside(v: f32) -> i32 {
+    v.round_ties_even() as i32
 }
 
 /// Rounds `n` up to a multiple of 32 (GGUF's default alignment).
