@@ -92,7 +92,11 @@ fn make_qx_quants(nmax: i32, x: &[f32], codes: &mut [u8]) -> f32 {
 /// exact without [`super::round_half_even`]'s range check).
 fn make_qx_quants_x8(nmax: i32, x: &[f32], codes: &mut [u8], scales: &mut [f32]) {
     if !x.iter().all(|v| v.is_finite()) {
-        for ((xs, cs), s) in x.chunks_exact(16).zip(codes.chunks_exact_mut(16)).zip(scales) {
+        for ((xs, cs), s) in x
+            .chunks_exact(16)
+            .zip(codes.chunks_exact_mut(16))
+            .zip(scales)
+        {
             *s = make_qx_quants(nmax, xs, cs);
         }
         return;
@@ -124,8 +128,13 @@ fn make_qx_quants_x8(nmax: i32, x: &[f32], codes: &mut [u8], scales: &mut [f32])
     let nmax_f = nmax as f32;
     let mut chosen: [f32; 8] = std::array::from_fn(|g| -nmax_f / max[g]);
     let (sumlx, suml2) = sums(&chosen);
-    let mut scale: [f32; 8] =
-        std::array::from_fn(|g| if suml2[g] != 0.0 { sumlx[g] / suml2[g] } else { 0.0 });
+    let mut scale: [f32; 8] = std::array::from_fn(|g| {
+        if suml2[g] != 0.0 {
+            sumlx[g] / suml2[g]
+        } else {
+            0.0
+        }
+    });
     let mut best: [f32; 8] = std::array::from_fn(|g| scale[g] * sumlx[g]);
     for is in (-9..=9).filter(|&is| is != 0) {
         let iscale: [f32; 8] = std::array::from_fn(|g| -(nmax_f + 0.1f32 * is as f32) / max[g]);
@@ -322,7 +331,10 @@ mod tests {
                 1 => x[..16].fill(0.0),
                 2 => x[16..32].iter_mut().for_each(|v| *v *= 1e-16),
                 3 => x[32..48].fill(-0.75),
-                4 => x[48..64].iter_mut().enumerate().for_each(|(i, v)| *v = i as f32 - 7.5),
+                4 => x[48..64]
+                    .iter_mut()
+                    .enumerate()
+                    .for_each(|(i, v)| *v = i as f32 - 7.5),
                 5 => x[64] = f32::NAN,
                 6 => x[127] = f32::NEG_INFINITY,
                 7 => x[80..96].iter_mut().for_each(|v| *v = -v.abs()),
@@ -334,8 +346,16 @@ mod tests {
                 for g in 0..8 {
                     let mut expected = [0u8; 16];
                     let scale = make_qx_quants(nmax, &x[16 * g..16 * g + 16], &mut expected);
-                    assert_eq!(scales[g].to_bits(), scale.to_bits(), "round {round} group {g}");
-                    assert_eq!(codes[16 * g..16 * g + 16], expected, "round {round} group {g}");
+                    assert_eq!(
+                        scales[g].to_bits(),
+                        scale.to_bits(),
+                        "round {round} group {g}"
+                    );
+                    assert_eq!(
+                        codes[16 * g..16 * g + 16],
+                        expected,
+                        "round {round} group {g}"
+                    );
                 }
             }
         }
