@@ -293,21 +293,19 @@ impl TernaryCodec for Tl2 {
         let mut out = vec![0u8; len];
         let triplets = self.tiling.block_k / 3;
         self.walk_three(shape, &s, |block| {
-            for t in (0..triplets).step_by(2) {
-                for pos in 0..BLOCK_ROWS {
-                    let start = (block.row0 + swizzled_row(pos)) * k + 3 * (block.first + t);
-                    let (hi, _) = triplet_code(&codes[start..start + 3]);
-                    let (lo, _) = triplet_code(&codes[start + 3..start + 6]);
-                    out[block.index_at + 16 * t + pos] = hi << 4 | lo;
-                }
-            }
+            // Row by row, as decode reads them; the swizzle is its own inverse.
             for rel in 0..BLOCK_ROWS {
-                let row_start = (block.row0 + rel) * k + 3 * block.first;
-                for t in 0..triplets {
-                    let start = row_start + 3 * t;
-                    let (_, negative) = triplet_code(&codes[start..start + 3]);
-                    let (word, bit) = sign_position(t, rel);
-                    out[block.sign_at + 2 * word + bit / 8] |= u8::from(negative) << (bit % 8);
+                let pos = swizzled_row(rel);
+                let start = (block.row0 + rel) * k + 3 * block.first;
+                let row = &codes[start..start + 3 * triplets];
+                for (t, six) in (0..triplets).step_by(2).zip(row.chunks_exact(6)) {
+                    let (hi, hi_negative) = triplet_code(&six[..3]);
+                    let (lo, lo_negative) = triplet_code(&six[3..]);
+                    out[block.index_at + 16 * t + pos] = hi << 4 | lo;
+                    for (h, negative) in [(0, hi_negative), (1, lo_negative)] {
+                        let (word, bit) = sign_position(t + h, rel);
+                        out[block.sign_at + 2 * word + bit / 8] |= u8::from(negative) << (bit % 8);
+                    }
                 }
             }
         });
