@@ -135,12 +135,25 @@ pub fn encode_dense(
     for (code, slot) in [-1i8, 0, 1].into_iter().zip(values.iter_mut()) {
         dtype.write(f32::from(code) * stored, &mut slot[..dtype.size()]);
     }
-    let size = dtype.size();
     let mut out = vec![0u8; len];
-    for (&code, element) in tensor.codes().iter().zip(out.chunks_exact_mut(size)) {
-        element.copy_from_slice(&values[(code + 1) as usize][..size]);
+    // One loop per element size: a copy of a run-time length would be a `memcpy` call each.
+    match dtype.size() {
+        2 => write_elements::<2>(tensor.codes(), &values, &mut out),
+        _ => write_elements::<4>(tensor.codes(), &values, &mut out),
     }
     Ok(out)
+}
+
+/// Element `i` of `out` (`N` bytes each) becomes the first `N` bytes of `values[codes[i] + 1]`.
+fn write_elements<const N: usize>(codes: &[i8], values: &[[u8; 4]; 3], out: &mut [u8]) {
+    let values = values.map(|v| {
+        let mut e = [0u8; N];
+        e.copy_from_slice(&v[..N]);
+        e
+    });
+    for (&code, element) in codes.iter().zip(out.chunks_exact_mut(N)) {
+        element.copy_from_slice(&values[(code + 1) as usize]);
+    }
 }
 
 /// `max|x|` over the tensor as f32 (0.0 if all elements are zero). NaN is an error naming
