@@ -300,6 +300,52 @@ proptest! {
     }
 }
 
+/// Several tokens through the F16/F32 matmul (rows taken 16 at a time, tokens inner) give
+/// each token's single-token result, bit for bit, on both ISAs and 1 or 2 threads.
+#[test]
+fn dense_matmul_of_several_tokens_equals_one_token_at_a_time() {
+    let (m, k, tokens) = (37, 70, 3);
+    let wf: Vec<f32> = (0..m * k)
+        .map(|i| ((i * 7919) % 201) as f32 / 50.0 - 2.0)
+        .collect();
+    let x: Vec<f32> = (0..tokens * k)
+        .map(|i| ((i * 104_729) % 97) as f32 / 30.0 - 1.6)
+        .collect();
+    let w16: Vec<u8> = wf
+        .iter()
+        .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
+        .collect();
+    let w32: Vec<u8> = wf.iter().flat_map(|&v| v.to_le_bytes()).collect();
+    let (f16w, f32w) = (
+        F16Weights::new(&w16, Shape::new(m, k)).unwrap(),
+        F32Weights::new(&w32, Shape::new(m, k)).unwrap(),
+    );
+    for isa in [Isa::Scalar, Isa::Avx2]
+        .into_iter()
+        .filter(|i| i.available())
+    {
+        for threads in [1, 2] {
+            let kern = Kernels::new(threads, Some(isa)).unwrap();
+            for f16 in [true, false] {
+                let run = |x: &[f32], y: &mut [f32]| match f16 {
+                    true => kern.f16(&f16w, x, y).unwrap(),
+                    false => kern.f32(&f32w, x, y).unwrap(),
+                };
+                let mut batched = vec![0f32; tokens * m];
+                run(&x, &mut batched);
+                for t in 0..tokens {
+                    let mut one = vec![0f32; m];
+                    run(&x[t * k..(t + 1) * k], &mut one);
+                    assert!(
+                        one == batched[t * m..(t + 1) * m],
+                        "{isa:?} {threads} {f16} {t}"
+                    );
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn strided_dense_calls_check_their_bounds() {
     let k = Kernels::new(1, None).unwrap();

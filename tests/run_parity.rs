@@ -164,6 +164,28 @@ fn f16_kv_cache_stays_close_but_is_farther_from_transformers() {
     });
 }
 
+/// `Logits::From(i)` gives exactly `Logits::All`'s rows from i on (perplexity scores only the
+/// second half of a chunk and asks for just those); `From` past the end gives nothing.
+#[test]
+fn logits_from_a_position_are_the_tail_of_all_logits() {
+    let k = kernels(None);
+    let seqs = read_inputs(Path::new(REFERENCE)).unwrap();
+    with_model("i2_s", |m, _| {
+        let mut session = Session::new(m, &k, 64);
+        for s in &seqs {
+            session.reset();
+            let all = session.forward(&s.ids, Logits::All).unwrap();
+            let vocab = all.len() / s.ids.len();
+            for from in [0, 1, s.ids.len() / 2, s.ids.len() - 1, s.ids.len() + 3] {
+                session.reset();
+                let tail = session.forward(&s.ids, Logits::From(from)).unwrap();
+                let start = from.min(s.ids.len()) * vocab;
+                assert!(tail == all[start..], "from {from}");
+            }
+        }
+    });
+}
+
 #[test]
 fn tokenizer_from_the_i2s_gguf_encodes_the_reference_inputs() {
     let mapped = map(&gguf_path("i2_s"));

@@ -24,6 +24,9 @@ pub enum Logits {
     Last,
     /// Every new position's logits (`tokens × vocab`, row-major).
     All,
+    /// The logits of new positions `i..` (`(tokens − i) × vocab`, row-major), e.g. the scored
+    /// half of a perplexity chunk.
+    From(usize),
 }
 
 /// Reusable buffers of one forward call.
@@ -192,6 +195,7 @@ impl<'a> Session<'a> {
                 }
                 Logits::Last => vec![n - 1],
                 Logits::All => (0..n).collect(),
+                Logits::From(i) => (i.min(n)..n).collect(),
             };
             if let Some(h) = hidden.as_deref_mut() {
                 let mut normed = s.x.clone();

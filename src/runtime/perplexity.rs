@@ -48,10 +48,11 @@ pub fn perplexity(
             chunk[0] = b;
         }
         session.reset();
-        let logits = session.forward(&chunk, Logits::All)?;
-        let vocab = logits.len() / ctx;
+        // Only the scored half needs the lm_head, the most expensive matmul per position.
+        let logits = session.forward(&chunk, Logits::From(first))?;
+        let vocab = logits.len() / (ctx - first);
         for i in first..ctx - 1 {
-            let row = &logits[i * vocab..(i + 1) * vocab];
+            let row = &logits[(i - first) * vocab..(i - first + 1) * vocab];
             let max = row
                 .iter()
                 .fold(f64::NEG_INFINITY, |m, &v| m.max(f64::from(v)));

@@ -1522,17 +1522,20 @@ impl Kernels {
         }
         check_out_len(x.len() / k, m, y.len())?;
         let out = SharedOut::new(y);
-        // Units of 16 rows: the lm_head has 128256 rows, plenty to balance. The kernel takes a
-        // task's whole range at once (its rows are independent), so results do not depend on
-        // the split.
-        self.split(m, 16, |r0, r1| {
-            let mut buf = vec![0f32; r1 - r0];
-            let w = &bytes[r0 * k * elem..r1 * k * elem];
-            for (t, xt) in x.chunks_exact(k).enumerate() {
-                kernel(w, k * elem, xt, &mut buf);
-                for (i, &v) in buf.iter().enumerate() {
-                    // SAFETY: rows r0..r1 belong to this task.
-                    unsafe { out.write(t * m + r0 + i, v) };
+        let tokens = x.len() / k;
+        // Units of 16 rows: the lm_head has 128256 rows, plenty to balance. Rows are
+        // independent, so results do not depend on the split. One token takes a task's whole
+        // range at once (the kernel prefetches along it); several tokens go over 16 rows at a
+        // time, so a prompt's tokens share each row's trip from memory.
+        const ROWS: usize = 16;
+        self.split(m, ROWS, |r0, r1| {
+            let step = if tokens == 1 { r1 - r0 } else { ROWS };
+            for s0 in (r0..r1).step_by(step.max(1)) {
+                let s1 = (s0 + step).min(r1);
+                let w = &bytes[s0 * k * elem..s1 * k * elem];
+                for (t, xt) in x.chunks_exact(k).enumerate() {
+                    // SAFETY: rows s0..s1 belong to this task.
+                    kernel(w, k * elem, xt, unsafe { out.slice(t * m + s0, s1 - s0) });
                 }
             }
         });
