@@ -232,10 +232,12 @@ impl Report {
             .collect();
 
         let stats = options.stats.then(|| {
+            use rayon::prelude::*;
             let tiling = super::stats::tiling_resolver(file);
+            // Each tensor is decoded on its own; rayon keeps the file's order.
             file.tensors()
-                .iter()
-                .filter(selected)
+                .par_iter()
+                .filter(|t| selected(t))
                 .filter_map(|t| tensor_stats(file, &tiling, t))
                 .collect()
         });
