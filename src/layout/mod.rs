@@ -156,11 +156,18 @@ impl std::fmt::Display for LayoutKind {
 #[inline]
 pub fn round_half_even(v: f32) -> i32 {
     if v.abs() < 2_097_152.0 {
-        let shifted = v + 12_582_912.0;
-        (shifted.to_bits() & 0x007f_ffff) as i32 - 0x0040_0000
+        round_half_even_small(v)
     } else {
         round_half_even_outside(v)
     }
+}
+
+/// ggml's `nearest_int` trick alone: [`round_half_even`] for |v| < 2^21 (the sum `v + 1.5·2^23`
+/// stays in [2^23, 2^24), where the f32 spacing is 1), without a branch, so loops over values
+/// known to be in range vectorize.
+#[inline]
+pub(crate) fn round_half_even_small(v: f32) -> i32 {
+    ((v + 12_582_912.0).to_bits() & 0x007f_ffff) as i32 - 0x0040_0000
 }
 
 /// [`round_half_even`] for |v| ≥ 2^21 and NaN. Out of line on purpose: LLVM knows `rintf` has

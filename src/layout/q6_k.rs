@@ -88,8 +88,8 @@ fn make_qx_quants(nmax: i32, x: &[f32], codes: &mut [u8]) -> f32 {
 /// its order, so the results are the same bits, and the compiler can keep the 8 lanes in
 /// vectors: the 19 trial sums of one group are a chain of dependent adds, which left the
 /// scalar version waiting on latency. Groups holding a non-finite value take the scalar path
-/// (below, every `iscale · v` is finite and within ±33, where ggml's magic-number rounding is
-/// exact without [`super::round_half_even`]'s range check).
+/// (below, every `iscale · v` is finite and within ±129, where
+/// [`super::round_half_even_small`] is exact without [`super::round_half_even`]'s range check).
 fn make_qx_quants_x8(nmax: i32, x: &[f32], codes: &mut [u8], scales: &mut [f32]) {
     if !x.iter().all(|v| v.is_finite()) {
         for ((xs, cs), s) in x
@@ -111,13 +111,12 @@ fn make_qx_quants_x8(nmax: i32, x: &[f32], codes: &mut [u8], scales: &mut [f32])
             }
         }
     }
-    let magic = |v: f32| ((v + 12_582_912.0).to_bits() & 0x007f_ffff) as i32 - 0x0040_0000;
     let sums = |iscale: &[f32; 8]| {
         let (mut sumlx, mut suml2) = ([0f32; 8], [0f32; 8]);
         for row in &rows {
             for g in 0..8 {
                 let v = row[g];
-                let l = magic(iscale[g] * v).clamp(-nmax, nmax - 1) as f32;
+                let l = super::round_half_even_small(iscale[g] * v).clamp(-nmax, nmax - 1) as f32;
                 let w = v * v;
                 sumlx[g] += w * v * l;
                 suml2[g] += w * l * l;

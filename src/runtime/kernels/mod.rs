@@ -1333,7 +1333,7 @@ impl Kernels {
         x: &Q8Rows,
         dot: &mut [i32],
     ) -> Result<(), Error> {
-        let (m, k, nb) = (shape.rows, shape.cols, shape.cols / 32);
+        let (m, nb) = (shape.rows, shape.cols / 32);
         let out = BlockOut::Dots(dot);
         out.check(shape, nb, x.k(), x.rows())?;
         let row_bytes = nb * block_bytes;
@@ -1344,7 +1344,7 @@ impl Kernels {
             out,
             |r, t, raw, dw| {
                 let row = &bytes[r * row_bytes..(r + 1) * row_bytes];
-                kernel(row, &x.values[t * k..(t + 1) * k], raw, dw);
+                kernel(row, x.token(t).0, raw, dw);
             },
             |_, _, _, _| unreachable!("block_run calls the epilogue only for values"),
         );
