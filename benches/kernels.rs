@@ -5,7 +5,8 @@
 //! ops/s (2·M·K·tokens / time), median of the repetitions after one warm-up.
 //!
 //! Run: `cargo bench --bench kernels` (`-- --quick` for fewer repetitions; `-- --cold` for
-//! weights streamed from DRAM; `-- --cached` for the lm_head kernels on 2048 rows that stay in the L3 cache).
+//! weights streamed from DRAM, beside the plain sequential read rate; `-- --cached` for the
+//! lm_head kernels on 2048 rows that stay in the L3 cache).
 
 use bitnet_gguf::layout::tiling::{Tl1Tiling, Tl2Tiling};
 use bitnet_gguf::layout::Shape;
@@ -111,6 +112,8 @@ fn main() {
     if std::env::args().any(|a| a == "--cold") {
         println!("| kernel | threads | median ms | weight GB/s |");
         println!("|---|---|---|---|");
+        read_rate(1);
+        read_rate(2);
         cold_gemv(1);
         cold_gemv(2);
         for threads in [1, 2] {
@@ -196,6 +199,34 @@ fn main() {
         }
         lm_head(threads, if quick { 3 } else { 11 }, LM_HEAD_ROWS);
     }
+}
+
+/// The read ceiling the kernels are held to: one sequential pass over a 1 GiB heap buffer,
+/// split in `threads` contiguous halves, each read front to back (no compute beyond an xor
+/// per 8 bytes). A GEMV that reads its weights at this rate is bound by memory alone.
+fn read_rate(threads: usize) {
+    let bytes = random_bytes(1 << 30, 3);
+    let part = bytes.len() / threads;
+    let secs = median_secs(7, || {
+        std::thread::scope(|s| {
+            for half in bytes.chunks(part) {
+                s.spawn(move || {
+                    let folded = half.chunks_exact(64).fold([0u64; 8], |mut acc, line| {
+                        for (a, word) in acc.iter_mut().zip(line.chunks_exact(8)) {
+                            *a ^= u64::from_le_bytes(word.try_into().expect("8 bytes"));
+                        }
+                        acc
+                    });
+                    std::hint::black_box(folded);
+                });
+            }
+        });
+    });
+    println!(
+        "| sequential read (1 GiB) | {threads} | {:.3} | {:.2} |",
+        secs * 1e3,
+        bytes.len() as f64 / secs / 1e9
+    );
 }
 
 /// Rows of the 2B-4T lm_head (its vocabulary).
