@@ -988,7 +988,7 @@ unsafe fn dense_rows_imp<const F16: bool>(w: &[u8], row_stride: usize, x: &[f32]
     let mut r = 0;
     // A call over many rows (the lm_head for one token) streams them from DRAM. One row at a
     // time is one sequential stream, which the hardware prefetcher follows at the full read
-    // rate; four interleaved rows (four streams, one row apart) ran at 50–60 % of it, with or
+    // rate; four interleaved rows (four streams, one row apart) ran at 40–60 % of it, with or
     // without software prefetch. Fewer rows (a prompt's 16-row groups, which every token after
     // the first finds in cache; attention over a KV cache) take 4-row tiles that share each
     // activation load. Each row's sum is the same either way.
