@@ -69,17 +69,12 @@ unsafe fn i2s_dot_rows_imp(w: &[u8], k: usize, q: &[i8], ntok: usize, out: &mut 
         // L1 while every row pair streams past them; the other order re-reads all tokens'
         // activations (up to 128·6912 bytes, the size of L2) for every row pair.
         let (pairs, tiled) = (nrows / 2 * 2, ntok / 4 * 4);
-        // The rows' codes are unpacked to one byte each once, here, rather than in every tile.
-        let mut buf = Vec::new();
-        let codes = cache_aligned_mut(&mut buf, pairs * k);
-        // SAFETY: AVX2 is this function's own precondition; the lengths are asserted inside.
-        unsafe { i2s_unpack(&w[..pairs * k / 4], codes) };
-        for t in (0..tiled).step_by(4) {
-            for r in (0..pairs).step_by(2) {
-                // SAFETY: rows r, r+1 and tokens t..t+4 are in range.
-                unsafe { i2s_tile_gemm(codes, q, out, I2sAt { r, t, nrows, k }) };
-            }
-        }
+        // The rows' codes are unpacked to one byte each once, here, rather than in every tile,
+        // into a buffer each thread keeps between calls.
+        UNPACKED.with_borrow_mut(|buf| {
+            // SAFETY: AVX2 is this function's own precondition; the lengths are checked inside.
+            unsafe { i2s_gemm_unpacked(w, k, q, out, (pairs, tiled, nrows), buf) }
+        });
         for r in (0..pairs).step_by(2) {
             for t in tiled..ntok {
                 // SAFETY: rows r, r+1 and token t are in range.
@@ -113,6 +108,35 @@ unsafe fn i2s_dot_rows_imp(w: &[u8], k: usize, q: &[i8], ntok: usize, out: &mut 
             t += if rr == 4 { 1 } else { tt };
         }
         r += rr;
+    }
+}
+
+thread_local! {
+    /// The prompt GEMM's unpacked codes (one byte per weight, up to 17.7 MB for a 2B-4T FFN
+    /// matrix), kept per thread between calls: a fresh buffer per call cost page faults and
+    /// zeroing every time.
+    static UNPACKED: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The prompt GEMM over rows `0..pairs` and tokens `0..tiled` (`dims`), on the rows' codes
+/// unpacked into `buf`.
+#[target_feature(enable = "avx2")]
+unsafe fn i2s_gemm_unpacked(
+    w: &[u8],
+    k: usize,
+    q: &[i8],
+    out: &mut [i32],
+    (pairs, tiled, nrows): (usize, usize, usize),
+    buf: &mut Vec<u8>,
+) {
+    let codes = cache_aligned_mut(buf, pairs * k);
+    // SAFETY: AVX2 is this function's own precondition; the lengths are asserted inside.
+    unsafe { i2s_unpack(&w[..pairs * k / 4], codes) };
+    for t in (0..tiled).step_by(4) {
+        for r in (0..pairs).step_by(2) {
+            // SAFETY: rows r, r+1 and tokens t..t+4 are in range.
+            unsafe { i2s_tile_gemm(codes, q, out, I2sAt { r, t, nrows, k }) };
+        }
     }
 }
 

@@ -900,7 +900,11 @@ impl KernelTable {
 fn cache_aligned_mut<T: Copy + Default>(buf: &mut Vec<T>, len: usize) -> &mut [T] {
     const _: () = assert!(CACHE_LINE == 64);
     assert_eq!(std::mem::size_of::<T>(), 1, "byte buffers only");
-    buf.resize(len + CACHE_LINE, T::default());
+    // Grow only: the callers overwrite the bytes they use, and a buffer reused for a smaller
+    // call keeps its allocation (and its place, so `cache_aligned` finds the same bytes).
+    if buf.len() < len + CACHE_LINE {
+        buf.resize(len + CACHE_LINE, T::default());
+    }
     let at = buf.as_ptr().align_offset(CACHE_LINE);
     &mut buf[at..at + len]
 }
