@@ -113,13 +113,13 @@ unsafe fn i2s_dot_rows_imp(w: &[u8], k: usize, q: &[i8], ntok: usize, out: &mut 
 
 thread_local! {
     /// The prompt GEMM's unpacked codes (one byte per weight, up to 17.7 MB for a 2B-4T FFN
-    /// matrix), kept per thread between calls: a fresh buffer per call cost page faults and
-    /// zeroing every time.
+    /// matrix), kept per thread between calls and freed when the thread ends: a fresh buffer
+    /// per call cost page faults and zeroing every time.
     static UNPACKED: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// The prompt GEMM over rows `0..pairs` and tokens `0..tiled` (`dims`), on the rows' codes
-/// unpacked into `buf`.
+/// The prompt GEMM over rows `0..pairs` and tokens `0..tiled` (of `nrows` output rows), on
+/// the rows' codes unpacked into `buf`.
 #[target_feature(enable = "avx2")]
 unsafe fn i2s_gemm_unpacked(
     w: &[u8],
