@@ -112,8 +112,7 @@ fn main() {
     if std::env::args().any(|a| a == "--cold") {
         println!("| kernel | threads | median ms | weight GB/s |");
         println!("|---|---|---|---|");
-        read_rate(1);
-        read_rate(2);
+        read_rate(&[1, 2]);
         cold_gemv(1);
         cold_gemv(2);
         for threads in [1, 2] {
@@ -202,10 +201,17 @@ fn main() {
 }
 
 /// The read ceiling the kernels are held to: one sequential pass over a 1 GiB heap buffer,
-/// split in `threads` contiguous halves, each read front to back (no compute beyond an xor
-/// per 8 bytes). A GEMV that reads its weights at this rate is bound by memory alone.
-fn read_rate(threads: usize) {
+/// split in contiguous parts, one per thread, each read front to back (no compute beyond an
+/// xor per 8 bytes), for each thread count. A GEMV that reads its weights at this rate is
+/// bound by memory alone.
+fn read_rate(thread_counts: &[usize]) {
     let bytes = random_bytes(1 << 30, 3);
+    for &threads in thread_counts {
+        read_rate_on(&bytes, threads);
+    }
+}
+
+fn read_rate_on(bytes: &[u8], threads: usize) {
     let part = bytes.len() / threads;
     let secs = median_secs(7, || {
         std::thread::scope(|s| {
