@@ -153,6 +153,27 @@ fn repack_flag_reencodes_and_keeps_the_logits() {
 }
 
 #[test]
+fn mmap_flag_maps_the_file_and_keeps_the_logits() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut written = Vec::new();
+    for mmap in [false, true] {
+        let out = dir.path().join(format!("l-{mmap}.safetensors"));
+        let mut cmd = bitnet_run();
+        cmd.args(["logits", "fixtures/ref-tiny/gguf/ref-tiny-i2_s.gguf"])
+            .args(["--tokens", "509,364,220", "-o"])
+            .arg(&out);
+        if mmap {
+            cmd.arg("--mmap");
+        }
+        let done = cmd.assert().success();
+        let stderr = String::from_utf8_lossy(&done.get_output().stderr).into_owned();
+        assert_eq!(stderr.contains("into memory"), !mmap, "{stderr}");
+        written.push(std::fs::read(&out).unwrap());
+    }
+    assert!(written[0] == written[1], "--mmap changed the logits");
+}
+
+#[test]
 fn logits_command_writes_the_reference_shape() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("l.safetensors");

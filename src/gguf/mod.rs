@@ -21,7 +21,8 @@ pub use dialect::{detect_dialect, Dialect, DialectReport, Verdict};
 pub use error::Error;
 pub use limits::Limits;
 pub use reader::{
-    map_file, Contiguity, GgufFile, MappedFile, MetaEntry, ReadOptions, ReadWarning, TensorInfo,
+    map_file, read_file, Contiguity, GgufFile, MappedFile, MetaEntry, ReadOptions, ReadWarning,
+    TensorInfo,
 };
 pub use types::{tensor_nbytes, GgmlType, SizeRule, TypeInfo, TYPES};
 pub use value::{Array, GgufStr, MetaArray, MetaValue, Value, ValueType};

@@ -743,6 +743,68 @@ pub fn map_file(path: &Path) -> Result<MappedFile, Error> {
     Ok(MappedFile { map: Some(map) })
 }
 
+/// Reads all of `path` into anonymous memory that the kernel is asked to back with huge pages
+/// (on Linux; elsewhere it is ordinary memory), read-only once filled. Parse the result with
+/// [`GgufFile::parse`], as for [`map_file`].
+///
+/// A runtime that streams every weight once per token reads such a copy faster than the
+/// file's page-cache pages (`docs/PERFORMANCE.md`, "Issue 6, sixth session"), at the cost of
+/// the copy (a fraction of a second per GB from the page cache) and of a second copy of the
+/// file in memory while the page cache still holds the first. Parts of the file are read by
+/// several threads at once: the page faults of the fresh memory then run in parallel too.
+pub fn read_file(path: &Path) -> Result<MappedFile, Error> {
+    let io_err = |source| Error::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(io_err)?;
+    let len = file.metadata().map_err(io_err)?.len();
+    if len == 0 {
+        return Ok(MappedFile { map: None });
+    }
+    let len = usize::try_from(len).map_err(|_| {
+        io_err(std::io::Error::new(
+            std::io::ErrorKind::OutOfMemory,
+            format!("{len} bytes do not fit the address space"),
+        ))
+    })?;
+    let mut anon = memmap2::MmapMut::map_anon(len).map_err(io_err)?;
+    #[cfg(target_os = "linux")]
+    // Only advice: without transparent huge pages the copy is ordinary memory.
+    let _ = anon.advise(memmap2::Advice::HugePage);
+    // A file that shrank since its length was read is an error of `read_exact*`, not a short
+    // buffer.
+    read_parts(&file, &mut anon).map_err(io_err)?;
+    let map = anon.make_read_only().map_err(io_err)?;
+    Ok(MappedFile { map: Some(map) })
+}
+
+/// Fills `buf` from the start of `file`, in parts of whole huge pages (2 MiB) read by up to 8
+/// threads.
+#[cfg(unix)]
+fn read_parts(file: &std::fs::File, buf: &mut [u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    const HUGE_PAGE: usize = 2 << 20;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+    let part = buf.len().div_ceil(threads).div_ceil(HUGE_PAGE) * HUGE_PAGE;
+    std::thread::scope(|s| {
+        let readers: Vec<_> = buf
+            .chunks_mut(part)
+            .enumerate()
+            .map(|(i, chunk)| s.spawn(move || file.read_exact_at(chunk, (i * part) as u64)))
+            .collect();
+        readers
+            .into_iter()
+            .try_for_each(|r| r.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+    })
+}
+
+#[cfg(not(unix))]
+fn read_parts(mut file: &std::fs::File, buf: &mut [u8]) -> std::io::Result<()> {
+    use std::io::Read;
+    file.read_exact(buf)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -758,6 +820,22 @@ mod tests {
         map.release(100..9000);
         map.release(9000..usize::MAX);
         assert_eq!(&map[..], &data[..]);
+    }
+
+    #[test]
+    fn read_file_holds_the_same_bytes_as_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        // Sizes around the 2 MiB parts the readers split at, and none at all.
+        for len in [0usize, 1, 4095, (2 << 20) - 1, 2 << 20, (5 << 20) + 17] {
+            let path = dir.path().join(format!("{len}.bin"));
+            let data: Vec<u8> = (0..len as u64).map(|i| (i * 7 % 253) as u8).collect();
+            std::fs::write(&path, &data).unwrap();
+            let read = read_file(&path).unwrap();
+            assert_eq!(&read[..], &data[..], "{len} bytes");
+        }
+        let missing = dir.path().join("missing.gguf");
+        let err = read_file(&missing).unwrap_err().to_string();
+        assert!(err.contains("missing.gguf"), "{err}");
     }
 
     #[test]
