@@ -49,10 +49,11 @@ struct Common {
     /// rows. Same outputs, faster.
     #[arg(long)]
     repack: bool,
-    /// Map the file instead of reading it into memory: starts faster and shares the page
-    /// cache, but decodes 5-15 % slower (the weights are streamed from page-cache pages).
+    /// Read the file into memory (huge pages where the kernel gives them) instead of mapping
+    /// it: decode streams the weights 0-14 % faster, for a slower start and a second copy of
+    /// the file in memory.
     #[arg(long)]
-    mmap: bool,
+    no_mmap: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -208,16 +209,16 @@ fn load_options(common: &Common) -> Result<LoadOptions> {
     Ok(LoadOptions { kernel_config })
 }
 
-/// The file's bytes: read into memory (huge pages where the kernel gives them), which the
-/// kernels stream faster, or mapped with `--mmap`.
-fn load_file(path: &Path, mmap: bool) -> Result<MappedFile> {
-    if mmap {
+/// The file's bytes: mapped, or with `--no-mmap` read into memory (huge pages where the
+/// kernel gives them), which the kernels stream a little faster.
+fn load_file(path: &Path, no_mmap: bool) -> Result<MappedFile> {
+    if !no_mmap {
         return Ok(map_file(path)?);
     }
     let start = std::time::Instant::now();
     let bytes = read_file(path)?;
     eprintln!(
-        "bitnet-run: read {:.1} MB into memory in {:.2} s (--mmap maps the file instead)",
+        "bitnet-run: read {:.1} MB into memory in {:.2} s (--no-mmap)",
         bytes.len() as f64 / 1e6,
         start.elapsed().as_secs_f64()
     );
@@ -238,7 +239,7 @@ fn with_model<T>(
     f: impl FnOnce(&GgufFile<'_>, &Model<'_>, &Kernels) -> Result<T>,
 ) -> Result<T> {
     let kernels = kernels(common)?;
-    let map = load_file(path, common.mmap)?;
+    let map = load_file(path, common.no_mmap)?;
     let file = GgufFile::parse(&map)?;
     let opts = load_options(common)?;
     let model = Model::load(&file, &opts)?;

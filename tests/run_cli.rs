@@ -153,24 +153,24 @@ fn repack_flag_reencodes_and_keeps_the_logits() {
 }
 
 #[test]
-fn mmap_flag_maps_the_file_and_keeps_the_logits() {
+fn no_mmap_flag_reads_the_file_and_keeps_the_logits() {
     let dir = tempfile::tempdir().unwrap();
     let mut written = Vec::new();
-    for mmap in [false, true] {
-        let out = dir.path().join(format!("l-{mmap}.safetensors"));
+    for no_mmap in [false, true] {
+        let out = dir.path().join(format!("l-{no_mmap}.safetensors"));
         let mut cmd = bitnet_run();
         cmd.args(["logits", "fixtures/ref-tiny/gguf/ref-tiny-i2_s.gguf"])
             .args(["--tokens", "509,364,220", "-o"])
             .arg(&out);
-        if mmap {
-            cmd.arg("--mmap");
+        if no_mmap {
+            cmd.arg("--no-mmap");
         }
         let done = cmd.assert().success();
         let stderr = String::from_utf8_lossy(&done.get_output().stderr).into_owned();
-        assert_eq!(stderr.contains("into memory"), !mmap, "{stderr}");
+        assert_eq!(stderr.contains("into memory"), no_mmap, "{stderr}");
         written.push(std::fs::read(&out).unwrap());
     }
-    assert!(written[0] == written[1], "--mmap changed the logits");
+    assert!(written[0] == written[1], "--no-mmap changed the logits");
 }
 
 #[test]
