@@ -127,50 +127,45 @@ fn tl_file_without_tiling_derives_one_and_says_so() {
     assert!(stderr.contains("derived"), "{stderr}");
 }
 
-#[test]
-fn repack_flag_reencodes_and_keeps_the_logits() {
+/// `bitnet-run logits` of three tokens of `model`, with and without `flag`: stderr and the
+/// written logits file of each run.
+fn logits_without_and_with(model: &str, flag: &str) -> [(String, Vec<u8>); 2] {
     let dir = tempfile::tempdir().unwrap();
-    let mut written = Vec::new();
-    for repack in [false, true] {
-        let out = dir.path().join(format!("l-{repack}.safetensors"));
+    [false, true].map(|with| {
+        let out = dir.path().join(format!("l-{with}.safetensors"));
         let mut cmd = bitnet_run();
-        cmd.args(["logits", "fixtures/ref-tiny/gguf/ref-tiny-tq2_0.gguf"])
-            .args(["--tokens", "509,364,220", "-o"])
+        cmd.args(["logits", model, "--tokens", "509,364,220", "-o"])
             .arg(&out);
-        if repack {
-            cmd.arg("--repack");
+        if with {
+            cmd.arg(flag);
         }
         let done = cmd.assert().success();
         let stderr = String::from_utf8_lossy(&done.get_output().stderr).into_owned();
-        assert_eq!(
-            stderr.contains("re-encoded as I2_S at load: TQ2_0 x14"),
-            repack,
-            "{stderr}"
-        );
-        written.push(std::fs::read(&out).unwrap());
-    }
-    assert!(written[0] == written[1], "--repack changed the logits");
+        (stderr, std::fs::read(&out).unwrap())
+    })
+}
+
+#[test]
+fn repack_flag_reencodes_and_keeps_the_logits() {
+    let [(plain, a), (repacked, b)] =
+        logits_without_and_with("fixtures/ref-tiny/gguf/ref-tiny-tq2_0.gguf", "--repack");
+    let line = "re-encoded as I2_S at load: TQ2_0 x14";
+    assert!(
+        !plain.contains(line) && repacked.contains(line),
+        "{plain}\n{repacked}"
+    );
+    assert!(a == b, "--repack changed the logits");
 }
 
 #[test]
 fn no_mmap_flag_reads_the_file_and_keeps_the_logits() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut written = Vec::new();
-    for no_mmap in [false, true] {
-        let out = dir.path().join(format!("l-{no_mmap}.safetensors"));
-        let mut cmd = bitnet_run();
-        cmd.args(["logits", "fixtures/ref-tiny/gguf/ref-tiny-i2_s.gguf"])
-            .args(["--tokens", "509,364,220", "-o"])
-            .arg(&out);
-        if no_mmap {
-            cmd.arg("--no-mmap");
-        }
-        let done = cmd.assert().success();
-        let stderr = String::from_utf8_lossy(&done.get_output().stderr).into_owned();
-        assert_eq!(stderr.contains("into memory"), no_mmap, "{stderr}");
-        written.push(std::fs::read(&out).unwrap());
-    }
-    assert!(written[0] == written[1], "--no-mmap changed the logits");
+    let [(mapped, a), (read, b)] =
+        logits_without_and_with("fixtures/ref-tiny/gguf/ref-tiny-i2_s.gguf", "--no-mmap");
+    assert!(
+        !mapped.contains("into memory") && read.contains("into memory"),
+        "{mapped}\n{read}"
+    );
+    assert!(a == b, "--no-mmap changed the logits");
 }
 
 #[test]

@@ -727,12 +727,8 @@ impl MappedFile {
 /// # Ok(()) }
 /// ```
 pub fn map_file(path: &Path) -> Result<MappedFile, Error> {
-    let io_err = |source| Error::Io {
-        path: path.to_owned(),
-        source,
-    };
-    let file = std::fs::File::open(path).map_err(io_err)?;
-    let len = file.metadata().map_err(io_err)?.len();
+    let io_err = io_error(path);
+    let (file, len) = open_with_len(path)?;
     if len == 0 {
         return Ok(MappedFile { map: None });
     }
@@ -741,6 +737,21 @@ pub fn map_file(path: &Path) -> Result<MappedFile, Error> {
     // against the length seen at map time.
     let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io_err)?;
     Ok(MappedFile { map: Some(map) })
+}
+
+/// Wraps an I/O error on `path` into [`Error::Io`].
+fn io_error(path: &Path) -> impl Fn(std::io::Error) -> Error + Copy + '_ {
+    move |source| Error::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Opens `path` and reads its length.
+fn open_with_len(path: &Path) -> Result<(std::fs::File, u64), Error> {
+    let file = std::fs::File::open(path).map_err(io_error(path))?;
+    let len = file.metadata().map_err(io_error(path))?.len();
+    Ok((file, len))
 }
 
 /// Reads all of `path` into anonymous memory that the kernel is asked to back with huge pages
@@ -753,12 +764,8 @@ pub fn map_file(path: &Path) -> Result<MappedFile, Error> {
 /// the file in memory while the page cache still holds the first. Parts of the file are read by
 /// several threads at once: the page faults of the fresh memory then run in parallel too.
 pub fn read_file(path: &Path) -> Result<MappedFile, Error> {
-    let io_err = |source| Error::Io {
-        path: path.to_owned(),
-        source,
-    };
-    let file = std::fs::File::open(path).map_err(io_err)?;
-    let len = file.metadata().map_err(io_err)?.len();
+    let io_err = io_error(path);
+    let (file, len) = open_with_len(path)?;
     if len == 0 {
         return Ok(MappedFile { map: None });
     }
