@@ -259,6 +259,33 @@ proptest! {
         prop_assert_eq!(ys.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), ya.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
     }
 
+    /// The screening copy's i8 × i16 dots: exact integer sums, tails (K mod 16, K mod 64) and
+    /// strided rows included, at the largest codes the screen allows for this K.
+    #[test]
+    fn i8_dots_avx2_equal_scalar_and_exact(m in 1usize..9, k in 1usize..400, pad in 0usize..70, seed: u64, extreme: bool) {
+        let Some((s, a)) = pair() else { return Ok(()) };
+        let max_x = (i32::MAX as i64 / (127 * k as i64)).min(i16::MAX as i64) as i32;
+        let t = ternary(seed, m * (k + pad) + k);
+        let w: Vec<i8> = t[..m * (k + pad)].iter().enumerate().map(|(i, &v)| match extreme {
+            true => if v < 0 { -127 } else { 127 },
+            false => (i32::from(v) * ((i * 37 % 128) as i32)) as i8,
+        }).collect();
+        let x: Vec<i16> = t[m * (k + pad)..].iter().enumerate().map(|(i, &v)| match extreme {
+            true => (if v < 0 { -max_x } else { max_x }) as i16,
+            false => (i32::from(v) * ((i * 101) as i32 % max_x)) as i16,
+        }).collect();
+        let exact: Vec<i32> = (0..m).map(|r| {
+            let sum: i64 = (0..k).map(|i| i64::from(w[r * (k + pad) + i]) * i64::from(x[i])).sum();
+            i32::try_from(sum).unwrap()
+        }).collect();
+        let (mut ys, mut ya) = (vec![0; m], vec![0; m]);
+        s.i8_dots(&w, k + pad, &x, &mut ys).unwrap();
+        a.i8_dots(&w, k + pad, &x, &mut ya).unwrap();
+        prop_assert_eq!(&ys, &exact);
+        prop_assert_eq!(&ya, &exact);
+        prop_assert!(a.i8_dots(&w, k + pad, &x, &mut vec![0; m + 1]).is_err());
+    }
+
     /// F16/F32 matmuls, strided dots and weighted sums (attention over a KV cache): the scalar
     /// reference sums in the AVX2 kernel's lane order, so the bits are equal, tails included.
     /// The AVX2 kernel takes 4-row tiles in calls of up to 64 rows and streams one row at a

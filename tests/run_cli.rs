@@ -168,6 +168,70 @@ fn no_mmap_flag_reads_the_file_and_keeps_the_logits() {
     assert!(a == b, "--no-mmap changed the logits");
 }
 
+/// stdout and stderr of `bitnet-run ARGS`, which must succeed.
+fn run_ok(args: &[&str]) -> (String, String) {
+    let out = bitnet_run().args(args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    (String::from_utf8_lossy(&out.stdout).into_owned(), stderr)
+}
+
+#[test]
+fn screen_head_flag_keeps_the_generated_text() {
+    let model = "fixtures/ref-tiny/gguf/ref-tiny-i2_s.gguf";
+    for sampling in [
+        &["--temp", "0"][..],
+        &["--temp", "0.9", "--top-k", "30", "--seed", "3"],
+    ] {
+        let args = [
+            &["generate", model, "-p", "The quick brown fox", "-n", "24"],
+            sampling,
+        ]
+        .concat();
+        let (plain, _) = run_ok(&args);
+        let (screened, stderr) = run_ok(&[&args[..], &["--screen-head", "-t", "2"]].concat());
+        assert_eq!(plain, screened, "{sampling:?}");
+        assert!(stderr.contains("screened lm_head"), "{stderr}");
+    }
+    let (json, _) = run_ok(&[
+        "bench",
+        model,
+        "-p",
+        "0",
+        "-n",
+        "8",
+        "-r",
+        "1",
+        "--json",
+        "--screen-head",
+    ]);
+    let r: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(r["screen"]["tokens"], 16, "{r}");
+    // A quantized head is not screened: said, and generation runs the full head.
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoint = dir.path().join("checkpoint");
+    convert::synth(
+        &checkpoint,
+        &SynthOptions {
+            preset: SynthPreset::Tiny,
+            format: CheckpointFormat::Packed,
+            seed: 3,
+        },
+    )
+    .unwrap();
+    let q8 = dir.path().join("q8.gguf");
+    let mut opts = HfToGguf::new(&checkpoint, &q8);
+    opts.quiet = true;
+    opts.embed_type = bitnet_gguf::convert::EmbedType::Q8_0;
+    convert::hf_to_gguf(&opts).unwrap();
+    let q8 = q8.to_str().unwrap();
+    let (_, stderr) = run_ok(&["generate", q8, "-p", "abc", "-n", "4", "--screen-head"]);
+    assert!(
+        stderr.contains("--screen-head ignored") && stderr.contains("Q8_0"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn logits_command_writes_the_reference_shape() {
     let dir = tempfile::tempdir().unwrap();

@@ -47,5 +47,7 @@ mod run_cli;
 mod run_common;
 mod run_hidden;
 mod run_parity;
+// The screened lm_head: same tokens as the full head.
+mod run_screen;
 // Our own conversions of ref-tiny through bitnet-run.
 mod run_own_conversions;

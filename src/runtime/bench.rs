@@ -1,9 +1,11 @@
 //! Prompt and generation throughput, measured as llama-bench does: `pp` = one batched pass
 //! over `p` prompt tokens from an empty cache, `tg` = `n` single-token decode steps from an
-//! empty cache; one warm-up run of each, then `repetitions` timed runs.
+//! empty cache; one warm-up run of each, then `repetitions` timed runs. A session with a head
+//! screen decodes greedily through it (`tg` then computes the top logit, not all of them).
 
 use super::error::Error;
 use super::forward::{Logits, Session};
+use super::head_screen::ScreenStats;
 use std::time::Instant;
 
 /// Summary of repeated throughput measurements (tokens/s).
@@ -57,6 +59,9 @@ pub struct BenchReport {
     pub prompt: Option<Throughput>,
     /// Token generation (`tg{n}`), if `n > 0`.
     pub generation: Option<Throughput>,
+    /// With a screened lm_head: what screening did over the generation runs (warm-up
+    /// included).
+    pub screen: Option<ScreenStats>,
 }
 
 /// Runs the benchmark. Token ids are a fixed pseudo-random sequence (content does not change
@@ -93,7 +98,11 @@ pub fn bench(
             session.reset();
             let t = Instant::now();
             for &id in &ids[..n] {
-                session.forward(&[id], Logits::Last)?;
+                if session.has_head_screen() {
+                    session.forward_top(&[id], 1)?;
+                } else {
+                    session.forward(&[id], Logits::Last)?;
+                }
             }
             let secs = t.elapsed().as_secs_f64();
             if rep > 0 {
@@ -104,5 +113,10 @@ pub fn bench(
     } else {
         None
     };
-    Ok(BenchReport { prompt, generation })
+    let screen = session.has_head_screen().then(|| session.screen_stats());
+    Ok(BenchReport {
+        prompt,
+        generation,
+        screen,
+    })
 }

@@ -7,10 +7,12 @@
 //! with the same code — so both paths give bit-identical logits.
 
 use super::error::Error;
+use super::head_screen::{HeadScreen, ScreenStats};
 use super::kernels::{Kernels, QuantRule, QuantizedRows};
 use super::model::{Layer, Model};
 pub use super::ops::KvPrecision;
 use super::ops::{relu2_mul, rms_norm, rms_norm_in_place, KvCache, RopeTable};
+use super::sampling::TopLogits;
 
 /// Upper bound of the capacity taken from the file's `context_length` by `Session::new(.., 0)`.
 pub const MAX_DEFAULT_CONTEXT: usize = 32_768;
@@ -57,6 +59,8 @@ pub struct Session<'a> {
     capacity: usize,
     pos: usize,
     scratch: Scratch,
+    screen: Option<&'a HeadScreen>,
+    screen_stats: ScreenStats,
 }
 
 impl<'a> Session<'a> {
@@ -91,6 +95,8 @@ impl<'a> Session<'a> {
             capacity,
             pos: 0,
             scratch: Scratch::default(),
+            screen: None,
+            screen_stats: ScreenStats::default(),
         }
     }
 
@@ -123,7 +129,40 @@ impl<'a> Session<'a> {
     /// Runs `tokens` (positions `position()..`) through the network and returns the requested
     /// logits.
     pub fn forward(&mut self, tokens: &[u32], want: Logits) -> Result<Vec<f32>, Error> {
-        self.run(tokens, want, None)
+        self.run(tokens, want, None, Head::Full)
+    }
+
+    /// Has [`Session::forward_top`] screen the lm_head with `screen` (built from this model's
+    /// head), or not (`None`). Full logits ([`Session::forward`]) never use it.
+    pub fn set_head_screen(&mut self, screen: Option<&'a HeadScreen>) {
+        self.screen = screen;
+    }
+
+    /// Whether [`Session::forward_top`] screens the lm_head.
+    pub fn has_head_screen(&self) -> bool {
+        self.screen.is_some()
+    }
+
+    /// What head screening did so far in this session.
+    pub fn screen_stats(&self) -> ScreenStats {
+        self.screen_stats
+    }
+
+    /// As [`Session::forward`] for the last position, returning only its `k` largest logits
+    /// (exact, in sampling order) and the greedy pick: all that greedy and top-k sampling
+    /// read. With a head screen only those rows of the lm_head are computed in full.
+    pub fn forward_top(&mut self, tokens: &[u32], k: usize) -> Result<TopLogits, Error> {
+        let x = self.run(tokens, Logits::Last, None, Head::NormedOnly)?;
+        let head = &self.model.output;
+        match self.screen {
+            Some(screen) => screen.top(self.kernels, head, &x, k, &mut self.screen_stats),
+            None => {
+                let mut logits = vec![0f32; head.shape().rows];
+                head.matmul(self.kernels, &x, &mut logits)?;
+                TopLogits::from_logits(&logits, k)
+                    .ok_or_else(|| Error::Invalid("forward_top: the lm_head has no rows".into()))
+            }
+        }
     }
 
     /// As [`Session::forward`], and also records the residual stream of every new position:
@@ -135,7 +174,7 @@ impl<'a> Session<'a> {
         want: Logits,
         hidden: &mut Vec<Vec<f32>>,
     ) -> Result<Vec<f32>, Error> {
-        self.run(tokens, want, Some(hidden))
+        self.run(tokens, want, Some(hidden), Head::Full)
     }
 
     fn run(
@@ -143,6 +182,7 @@ impl<'a> Session<'a> {
         tokens: &[u32],
         want: Logits,
         mut hidden: Option<&mut Vec<Vec<f32>>>,
+        head: Head,
     ) -> Result<Vec<f32>, Error> {
         let model = self.model;
         let hp = &model.hparams;
@@ -210,6 +250,9 @@ impl<'a> Session<'a> {
             }
             for row in s.a.chunks_exact_mut(d) {
                 rms_norm_in_place(row, &model.output_norm, hp.rms_eps);
+            }
+            if head == Head::NormedOnly {
+                return Ok(s.a.clone());
             }
             let mut logits = vec![0f32; rows.len() * hp.vocab_size];
             model.output.matmul(self.kernels, &s.a, &mut logits)?;
@@ -293,6 +336,15 @@ impl<'a> Session<'a> {
         }
         Ok(())
     }
+}
+
+/// What `Session::run` does after the final norm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Head {
+    /// Multiply the requested rows by the lm_head and return the logits.
+    Full,
+    /// Return the requested rows after the final norm (the lm_head's input).
+    NormedOnly,
 }
 
 /// `out` row t = RMSNorm(`x` row t) with `weight`, rows of `len` on the kernels' threads.

@@ -73,13 +73,20 @@ pub fn generate(
         return Ok(stats);
     }
     let mut sampler = Sampler::new(params);
+    // Greedy and top-k sampling read only the top of the logits, which a screened lm_head
+    // computes for a fraction of the full head's bytes (`Session::forward_top`).
+    let mut next = |session: &mut Session<'_>, tokens: &[u32]| -> Result<u32, Error> {
+        let id = match params.candidates_needed() {
+            Some(k) => sampler.sample_top(&session.forward_top(tokens, k)?),
+            None => sampler.sample(&session.forward(tokens, Logits::Last)?),
+        };
+        u32::try_from(id).map_err(|_| Error::Invalid("sampled id does not fit u32".into()))
+    };
     let start = Instant::now();
-    let mut logits = session.forward(prompt, Logits::Last)?;
+    let mut id = next(session, prompt)?;
     stats.prompt_time = start.elapsed();
     let start = Instant::now();
     for step in 0..max_new {
-        let id = u32::try_from(sampler.sample(&logits))
-            .map_err(|_| Error::Invalid("sampled id does not fit u32".into()))?;
         stats.generated_tokens += 1;
         let keep_going = on_token(id)?;
         if is_end(id) {
@@ -89,7 +96,7 @@ pub fn generate(
         if !keep_going || step + 1 == max_new {
             break;
         }
-        logits = session.forward(&[id], Logits::Last)?;
+        id = next(session, &[id])?;
     }
     stats.generation_time = start.elapsed();
     Ok(stats)

@@ -6,6 +6,7 @@ pub mod bench;
 pub mod error;
 pub mod forward;
 pub mod generate;
+pub mod head_screen;
 pub mod kernels;
 pub mod model;
 pub mod ops;
@@ -19,5 +20,6 @@ pub mod tokenizer;
 
 pub use error::Error;
 pub use forward::{KvPrecision, Logits, Session};
+pub use head_screen::{HeadScreen, ScreenStats};
 pub use model::{tokenizer_from_gguf, HyperParams, LoadOptions, Model, Projection};
 pub use repack::Repack;

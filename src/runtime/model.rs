@@ -6,8 +6,9 @@
 
 use super::error::Error;
 use super::kernels::{
-    F16Weights, F32Weights, I2sWeights, Kernels, Q4_0Weights, Q4_0x8Weights, Q6_KWeights, Q8KRows,
-    Q8Rows, Q8_0Weights, QuantizedRows, Tl1Weights, Tl2Weights, Tq1_0Weights, Tq2_0Weights,
+    DenseFormat, F16Weights, F32Weights, I2sWeights, Kernels, Q4_0Weights, Q4_0x8Weights,
+    Q6_KWeights, Q8KRows, Q8Rows, Q8_0Weights, QuantizedRows, Tl1Weights, Tl2Weights, Tq1_0Weights,
+    Tq2_0Weights,
 };
 use super::repack::Repack;
 use super::tokenizer::{GgufVocab, Tokenizer};
@@ -348,16 +349,16 @@ impl<'a> DenseMatrix<'a> {
         match self.ggml_type {
             GgmlType::F32 => kernels.f32(&F32Weights::new(self.bytes, self.shape)?, x, y)?,
             GgmlType::F16 => {
-                let xr: Vec<f32> = x.iter().map(|&v| f16::from_f32(v).to_f32()).collect();
+                let xr = self.float_operand(x).unwrap_or_default();
                 kernels.f16(&F16Weights::new(self.bytes, self.shape)?, &xr, y)?
             }
             GgmlType::BF16 => {
-                let xr: Vec<f32> = x.iter().map(|&v| bf16::from_f32(v).to_f32()).collect();
+                let xr = self.float_operand(x).unwrap_or_default();
                 let mut row = vec![0f32; k];
                 for r in 0..m {
                     self.row_to_f32(r, &mut row);
                     for (t, xt) in xr.chunks_exact(k).enumerate() {
-                        y[t * m + r] = row.iter().zip(xt).map(|(a, b)| a * b).sum();
+                        y[t * m + r] = bf16_row_dot(&row, xt);
                     }
                 }
             }
@@ -382,6 +383,73 @@ impl<'a> DenseMatrix<'a> {
         }
         Ok(())
     }
+}
+
+impl DenseMatrix<'_> {
+    /// For a float matrix (F32, F16, BF16), the activations as [`DenseMatrix::matmul`]
+    /// multiplies them: rounded to F16 or BF16 for those weights (ggml's `vec_dot_type`), as
+    /// they are for F32. `None` for the block-quantized types.
+    pub fn float_operand(&self, x: &[f32]) -> Option<Vec<f32>> {
+        match self.ggml_type {
+            GgmlType::F32 => Some(x.to_vec()),
+            GgmlType::F16 => Some(x.iter().map(|&v| f16::from_f32(v).to_f32()).collect()),
+            GgmlType::BF16 => Some(x.iter().map(|&v| bf16::from_f32(v).to_f32()).collect()),
+            _ => None,
+        }
+    }
+
+    /// `out[i]` = the output of row `rows[i]` for one activation row that
+    /// [`DenseMatrix::float_operand`] already rounded: the same bits [`DenseMatrix::matmul`]
+    /// gives for that row (each row's sum is a function of the row alone). Float types only.
+    pub fn float_row_dots(
+        &self,
+        kernels: &Kernels,
+        rows: &[usize],
+        operand: &[f32],
+        out: &mut [f32],
+    ) -> Result<(), Error> {
+        let (m, k) = (self.shape.rows, self.shape.cols);
+        if operand.len() != k || out.len() != rows.len() || rows.iter().any(|&r| r >= m) {
+            return Err(Error::Invalid(format!(
+                "row dots: {} activations, {} rows (largest {:?}) and {} outputs do not fit a \
+                 {m}x{k} matrix",
+                operand.len(),
+                rows.len(),
+                rows.iter().max(),
+                out.len()
+            )));
+        }
+        let format = match self.ggml_type {
+            GgmlType::F16 => DenseFormat::F16,
+            GgmlType::F32 => DenseFormat::F32,
+            GgmlType::BF16 => {
+                let mut row = vec![0f32; k];
+                for (&r, o) in rows.iter().zip(out.iter_mut()) {
+                    self.row_to_f32(r, &mut row);
+                    *o = bf16_row_dot(&row, operand);
+                }
+                return Ok(());
+            }
+            other => {
+                return Err(Error::Invalid(format!(
+                    "row dots need a float matrix, not {}",
+                    other.name()
+                )))
+            }
+        };
+        let stride = k * format.bytes();
+        for (&r, o) in rows.iter().zip(out.iter_mut()) {
+            let row = &self.bytes[r * stride..(r + 1) * stride];
+            kernels.dense_dots(format, row, stride, operand, std::slice::from_mut(o))?;
+        }
+        Ok(())
+    }
+}
+
+/// One BF16 row (as f32) against rounded activations: an in-order sum of products, the BF16
+/// matmul's arithmetic.
+fn bf16_row_dot(row: &[f32], operand: &[f32]) -> f32 {
+    row.iter().zip(operand).map(|(a, b)| a * b).sum()
 }
 
 /// One projection's weights, as the kernel for its GGML type sees them.

@@ -4,6 +4,7 @@
 
 use super::bench::BenchReport;
 use super::generate::GenerationStats;
+use super::head_screen::ScreenStats;
 use super::kernels::Kernels;
 use super::model::Model;
 use super::parity::{Agreement, ParityReport};
@@ -83,7 +84,22 @@ pub fn bench_table(report: &BenchReport, kernels: &Kernels) -> String {
             ));
         }
     }
+    if let Some(screen) = &report.screen {
+        lines.push(String::new());
+        lines.push(format!("tg: {}", screen_summary(screen)));
+    }
     lines.join("\n")
+}
+
+/// What head screening did, in one line: tokens, rows recomputed per token, full passes.
+pub fn screen_summary(stats: &ScreenStats) -> String {
+    let per_token =
+        stats.candidates as f64 / stats.tokens.saturating_sub(stats.full_passes).max(1) as f64;
+    format!(
+        "screened lm_head (greedy top-1 / top-k exact): {} tokens, {:.1} rows recomputed per \
+         screened token, {} tokens ran the full head",
+        stats.tokens, per_token, stats.full_passes
+    )
 }
 
 /// The parity report as text: the model, what it was compared with, and a Markdown table
@@ -226,9 +242,10 @@ mod tests {
             max: 11.0,
             samples: vec![10.0, 11.0],
         };
-        let report = BenchReport {
+        let mut report = BenchReport {
             prompt: Some(throughput),
             generation: None,
+            screen: None,
         };
         assert_eq!(
             bench_table(&report, &scalar_kernels(1)),
@@ -236,6 +253,15 @@ mod tests {
              | --- | --- | --- | --- | --- | --- |\n\
              | pp8 | 1 | scalar | 10.00 | 10.50 ± 0.50 | 10.00 .. 11.00 |"
         );
+        report.screen = Some(ScreenStats {
+            tokens: 4,
+            candidates: 30,
+            full_passes: 1,
+        });
+        assert!(bench_table(&report, &scalar_kernels(1)).ends_with(
+            "\n\ntg: screened lm_head (greedy top-1 / top-k exact): 4 tokens, 10.0 rows \
+             recomputed per screened token, 1 tokens ran the full head"
+        ));
     }
 
     #[test]

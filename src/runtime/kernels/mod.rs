@@ -813,6 +813,7 @@ type Q8RowFn = fn(&[u8], &[i8], &mut [i32], &mut [f32]);
 type Q8RowsFn = fn(&[u8], &[i8], &[f32], &mut [f32]);
 type Q4x8RowsFn = fn(&[u8], &[i8], &[f32], &[i32], &mut [f32]);
 type Q6kRowFn = fn(&[u8], &[i8], &[i16], &mut [i32], &mut [f32]);
+type I8RowsFn = fn(&[i8], usize, &[i16], &mut [i32]);
 
 /// The kernels of one ISA, as function pointers (chosen once, no per-call feature tests).
 #[derive(Debug, Clone, Copy)]
@@ -833,6 +834,7 @@ pub struct KernelTable {
     f32_rows: DenseRowsFn,
     f16_weighted_rows: DenseRowsFn,
     f32_weighted_rows: DenseRowsFn,
+    i8_rows: I8RowsFn,
 }
 
 const SCALAR: KernelTable = KernelTable {
@@ -852,6 +854,7 @@ const SCALAR: KernelTable = KernelTable {
     f32_rows: scalar::f32_rows,
     f16_weighted_rows: scalar::f16_weighted_rows,
     f32_weighted_rows: scalar::f32_weighted_rows,
+    i8_rows: scalar::i8_rows,
 };
 
 #[cfg(target_arch = "x86_64")]
@@ -872,6 +875,7 @@ const AVX2: KernelTable = KernelTable {
     f32_rows: avx2::f32_rows,
     f16_weighted_rows: avx2::f16_weighted_rows,
     f32_weighted_rows: avx2::f32_weighted_rows,
+    i8_rows: avx2::i8_rows,
 };
 
 impl KernelTable {
@@ -1483,6 +1487,22 @@ impl Kernels {
             DenseFormat::F32 => self.table.f32_rows,
         };
         kernel(w, row_stride, x, out);
+        Ok(())
+    }
+
+    /// Integer dot products of `x` with `out.len()` rows of i8 codes that start `row_stride`
+    /// codes apart (`out[r] = Σ_k w_r[k]·x[k]` in i32), on the calling thread. The caller keeps
+    /// `127 · max|x| · x.len()` below 2³¹ (no sum can overflow then); the lm_head's screening
+    /// copy (`runtime::head_screen`) is what this is for.
+    pub fn i8_dots(
+        &self,
+        w: &[i8],
+        row_stride: usize,
+        x: &[i16],
+        out: &mut [i32],
+    ) -> Result<(), Error> {
+        check_strided(w.len(), row_stride, out.len(), x.len())?;
+        (self.table.i8_rows)(w, row_stride, x, out);
         Ok(())
     }
 

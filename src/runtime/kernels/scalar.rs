@@ -222,6 +222,20 @@ pub(super) fn fold8(s: [f32; 8]) -> f32 {
     (u[0] + u[2]) + (u[1] + u[3])
 }
 
+/// Integer matvec of the lm_head's 8-bit screening copy: `out[r] = Σ_k w_r[k] · x[k]` for
+/// `out.len()` rows of `x.len()` i8 codes, row r starting at element `r * row_stride`, in i32.
+/// The caller keeps `127 · max|x| · K` below 2³¹, so no sum overflows.
+pub fn i8_rows(w: &[i8], row_stride: usize, x: &[i16], out: &mut [i32]) {
+    for (r, o) in out.iter_mut().enumerate() {
+        let row = &w[r * row_stride..][..x.len()];
+        *o = row
+            .iter()
+            .zip(x)
+            .map(|(&a, &b)| i32::from(a) * i32::from(b))
+            .sum();
+    }
+}
+
 /// Weighted sum of F16 rows: `out[j] += Σ_p weights[p] · f32(v_p[j])` over `weights.len()` rows
 /// of `out.len()` values, row p starting at byte `p * row_stride`. In order of p, multiply then
 /// add (not fused), so the AVX2 kernel's lanes give the same bits.

@@ -1,0 +1,469 @@
+//! A screened lm_head: the exact top-k logits of a float (F16, BF16, F32) head for a fraction of
+//! its bytes.
+//!
+//! Decode reads the whole lm_head once per token: with an F16 head that is 0.66 GB of the 2B-4T
+//! model's 1.18 GB, and decode is bound by memory bandwidth. Greedy and top-k sampling only
+//! need the largest k logits. [`HeadScreen`] holds an 8-bit copy of the head (one scale per
+//! row, 0.33 GB for 2B-4T) and, per token:
+//!
+//! 1. computes every row's logit from the copy and activations rounded to at most 15 bits,
+//!    with a bound on its distance from the logit the full head computes (below);
+//! 2. takes T = the k-th largest lower bound (logit − bound): at least k rows have an exact
+//!    logit ≥ T, so a row whose upper bound is below T cannot be in the top k;
+//! 3. recomputes the rows whose upper bound reaches T with the full head's own kernel (the same
+//!    bits as the full matmul) and picks the top k among them.
+//!
+//! The result equals the top k of the full logits, values and order, and so do the tokens
+//! greedy and top-k sampling draw from it: nothing is approximated, the copy only decides which
+//! rows need the full head. When the bound is loose (many candidates) it falls back to the full
+//! head, so the cost is never much above the full pass.
+//!
+//! The bound, for row r with weights w (scale s, codes q, |w − s·q| ≤ s/2), the rounded
+//! activations x (what the full head multiplies) and their codes x_q (step s_x,
+//! |x − s_x·x_q| ≤ s_x/2):
+//!
+//! ```text
+//! |Σ w·x − s·s_x·Σ q·x_q| ≤ Σ |w − s·q|·|x| + s·Σ |q|·|x − s_x·x_q|
+//!                         ≤ s/2·‖x‖₁ + s·‖q‖₁·s_x/2
+//! ```
+//!
+//! plus the rounding of the full head's f32 sum, at most γ_{K+2}·Σ|w·x| ≤ γ_{K+2}·127·s·‖x‖₁
+//! for any summation order (γ_n = n·u/(1 − n·u), u = 2⁻²⁴), and a relative 10⁻⁶ of slack for
+//! the f64 arithmetic of the bound itself.
+
+use super::error::Error;
+use super::kernels::Kernels;
+use super::model::DenseMatrix;
+use super::sampling::TopLogits;
+use crate::gguf::GgmlType;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// Rows per task of the screening pass (the spinning pool balances the tasks).
+const ROWS_PER_TASK: usize = 1024;
+
+/// Past this many candidates (a fraction of the rows) the full head is cheaper to run whole.
+const MAX_CANDIDATE_FRACTION: usize = 8;
+
+/// An 8-bit, one-scale-per-row copy of a float lm_head, for exact top-k logits
+/// (see the module documentation).
+#[derive(Debug)]
+pub struct HeadScreen {
+    rows: usize,
+    cols: usize,
+    /// `rows × cols` codes in −127..=127, row-major.
+    codes: Vec<i8>,
+    /// Per row: the step `s` (max |w| / 127).
+    scales: Vec<f32>,
+    /// Per row: Σ |q|.
+    code_l1: Vec<u32>,
+    /// Largest |activation code| for which `127 · max · cols` stays below 2³¹.
+    max_code: i32,
+}
+
+/// What screening did over a run of tokens.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ScreenStats {
+    /// Tokens whose top logits were screened.
+    pub tokens: usize,
+    /// Rows recomputed with the full head, summed over the tokens.
+    pub candidates: usize,
+    /// Tokens for which the full head ran whole (too many candidates, or activations that are
+    /// not finite).
+    pub full_passes: usize,
+}
+
+impl HeadScreen {
+    /// The screening copy of `head`, built on the kernels' threads. Errors for a block-quantized
+    /// head (its bytes are already few; there is nothing to screen with) and for weights that
+    /// are not finite.
+    pub fn build(head: &DenseMatrix<'_>, kernels: &Kernels) -> Result<Self, Error> {
+        let shape = head.shape();
+        let (rows, cols) = (shape.rows, shape.cols);
+        if !matches!(
+            head.ggml_type(),
+            GgmlType::F16 | GgmlType::BF16 | GgmlType::F32
+        ) {
+            return Err(Error::Invalid(format!(
+                "the lm_head is {}: only an F16, BF16 or F32 head can be screened (a quantized \
+                 head is already small)",
+                head.ggml_type().name()
+            )));
+        }
+        let max_code = (i32::MAX as u64 / (127 * cols.max(1) as u64)).min(i16::MAX as u64) as i32;
+        if max_code < 255 {
+            return Err(Error::Invalid(format!(
+                "an lm_head of {cols} columns is too wide to screen with 32-bit sums"
+            )));
+        }
+        // Rows were sized from the file's validated tensor, so `rows × cols` values exist as
+        // F16 or wider already; the copy is at most half their size. Each task owns its rows'
+        // codes; scales and Σ|q| go through atomics (one store per row).
+        let mut codes = vec![0i8; rows * cols];
+        let scales: Vec<AtomicU32> = (0..rows).map(|_| AtomicU32::new(0)).collect();
+        let code_l1: Vec<AtomicU32> = (0..rows).map(|_| AtomicU32::new(0)).collect();
+        kernels.for_each_row(&mut codes, cols, |r, out| {
+            let mut row = vec![0f32; cols];
+            head.row_to_f32(r, &mut row);
+            let max = row.iter().fold(0f32, |m, &v| m.max(v.abs()));
+            if !max.is_finite() || row.iter().any(|v| v.is_nan()) {
+                return Err(Error::Invalid(format!(
+                    "lm_head row {r} has a value that is not finite: it cannot be screened"
+                )));
+            }
+            let scale = max / 127.0;
+            let mut l1 = 0u32;
+            if scale > 0.0 {
+                for (o, &v) in out.iter_mut().zip(&row) {
+                    let q = (f64::from(v) / f64::from(scale))
+                        .round()
+                        .clamp(-127.0, 127.0) as i8;
+                    l1 += u32::from(q.unsigned_abs());
+                    *o = q;
+                }
+            }
+            scales[r].store(scale.to_bits(), Ordering::Relaxed);
+            code_l1[r].store(l1, Ordering::Relaxed);
+            Ok(())
+        })?;
+        Ok(Self {
+            rows,
+            cols,
+            codes,
+            scales: scales
+                .into_iter()
+                .map(|s| f32::from_bits(s.into_inner()))
+                .collect(),
+            code_l1: code_l1.into_iter().map(AtomicU32::into_inner).collect(),
+            max_code,
+        })
+    }
+
+    /// Bytes of the copy (codes, scales and Σ|q|).
+    pub fn bytes(&self) -> usize {
+        self.codes.len() + self.rows * 8
+    }
+
+    /// The top `k` logits of `head` (the matrix this copy was built from) for the final-norm
+    /// output `x`, exactly as `TopLogits::from_logits(head.matmul(x), k)` gives them.
+    pub fn top(
+        &self,
+        kernels: &Kernels,
+        head: &DenseMatrix<'_>,
+        x: &[f32],
+        k: usize,
+        stats: &mut ScreenStats,
+    ) -> Result<TopLogits, Error> {
+        let shape = head.shape();
+        if shape.rows != self.rows || shape.cols != self.cols || x.len() != self.cols {
+            return Err(Error::Invalid(format!(
+                "screened head: a {}x{} copy cannot screen a {}x{} head for {} activations",
+                self.rows,
+                self.cols,
+                shape.rows,
+                shape.cols,
+                x.len()
+            )));
+        }
+        stats.tokens += 1;
+        let k = k.clamp(1, self.rows.max(1));
+        let operand = head.float_operand(x).unwrap_or_default();
+        let candidates = match self.candidates(kernels, &operand, k) {
+            Some(c) if c.len() <= self.rows / MAX_CANDIDATE_FRACTION => c,
+            _ => {
+                stats.full_passes += 1;
+                let mut logits = vec![0f32; self.rows];
+                head.matmul(kernels, x, &mut logits)?;
+                return TopLogits::from_logits(&logits, k)
+                    .ok_or_else(|| Error::Invalid("screened head: no rows".into()));
+            }
+        };
+        stats.candidates += candidates.len();
+        let mut exact = vec![0f32; candidates.len()];
+        head.float_row_dots(kernels, &candidates, &operand, &mut exact)?;
+        // Greedy's pick: the first largest in row order, as `argmax` over all rows finds it
+        // (every row that can equal the maximum is a candidate, and candidates are in order).
+        let mut argmax = 0;
+        for (i, &v) in exact.iter().enumerate() {
+            if v > exact[argmax] {
+                argmax = i;
+            }
+        }
+        let mut order: Vec<usize> = (0..candidates.len()).collect();
+        order.sort_unstable_by(|&a, &b| {
+            exact[b]
+                .total_cmp(&exact[a])
+                .then(candidates[a].cmp(&candidates[b]))
+        });
+        order.truncate(k);
+        Ok(TopLogits {
+            entries: order.iter().map(|&i| (candidates[i], exact[i])).collect(),
+            argmax: candidates[argmax],
+        })
+    }
+
+    /// The rows, in order, whose upper bound reaches the k-th largest lower bound; `None` when
+    /// the activations are not finite (the bound means nothing then).
+    fn candidates(&self, kernels: &Kernels, operand: &[f32], k: usize) -> Option<Vec<usize>> {
+        let x_max = operand.iter().fold(0f32, |m, &v| m.max(v.abs()));
+        if !x_max.is_finite() || operand.iter().any(|v| v.is_nan()) {
+            return None;
+        }
+        let step = f64::from(x_max) / f64::from(self.max_code);
+        let x_codes: Vec<i16> = operand
+            .iter()
+            .map(|&v| match step > 0.0 {
+                true => (f64::from(v) / step)
+                    .round()
+                    .clamp(-f64::from(self.max_code), f64::from(self.max_code))
+                    as i16,
+                false => 0,
+            })
+            .collect();
+        let x_l1: f64 = operand.iter().map(|&v| f64::from(v.abs())).sum();
+        let n = (self.cols + 2) as f64 * f64::from(f32::EPSILON) / 2.0;
+        let gamma = n / (1.0 - n);
+        let slack = 1.0 + 1e-6;
+        // bound_r = s_r · (per_scale + per_code_l1 · ‖q_r‖₁) + 1e-6·|logit_r| + tiny
+        let per_scale = x_l1 * (0.5 + 127.0 * gamma) * slack;
+        let per_code_l1 = step * 0.5 * slack;
+        // Whole tasks of rows (`for_each_row` takes whole rows of its data); the padding
+        // after the last row is never read.
+        let mut bounds = vec![(0f64, 0f64); self.rows.div_ceil(ROWS_PER_TASK) * ROWS_PER_TASK];
+        let cols = self.cols;
+        let done = kernels.for_each_row(&mut bounds, ROWS_PER_TASK, |task, out| {
+            let r0 = task * ROWS_PER_TASK;
+            let out = &mut out[..ROWS_PER_TASK.min(self.rows - r0)];
+            let mut sums = [0i32; ROWS_PER_TASK];
+            let sums = &mut sums[..out.len()];
+            kernels.i8_dots(&self.codes[r0 * cols..], cols, &x_codes, sums)?;
+            for (i, (o, &sum)) in out.iter_mut().zip(sums.iter()).enumerate() {
+                let s = f64::from(self.scales[r0 + i]);
+                let logit = s * step * f64::from(sum);
+                let bound = s * (per_scale + per_code_l1 * f64::from(self.code_l1[r0 + i]))
+                    + 1e-6 * logit.abs()
+                    + 1e-30;
+                *o = (logit - bound, logit + bound);
+            }
+            Ok::<(), Error>(())
+        });
+        done.ok()?;
+        bounds.truncate(self.rows);
+        // The k-th largest lower bound, kept in a small sorted buffer (few rows get in).
+        let mut best: Vec<f64> = Vec::with_capacity(k + 1);
+        for &(lower, _) in &bounds {
+            if best.len() < k || lower > best[k - 1] {
+                let at = best.partition_point(|&b| b >= lower);
+                best.insert(at, lower);
+                best.truncate(k);
+            }
+        }
+        let threshold = best.last().copied()?;
+        Some(
+            bounds
+                .iter()
+                .enumerate()
+                .filter(|(_, &(_, upper))| upper >= threshold)
+                .map(|(r, _)| r)
+                .collect(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layout::Shape;
+    use crate::runtime::kernels::Isa;
+    use half::{bf16, f16};
+
+    /// Deterministic values in [-1, 1).
+    fn uniform(seed: u64, n: usize) -> Vec<f32> {
+        let mut state = seed;
+        (0..n)
+            .map(|_| {
+                state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+                let mut z = state;
+                z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+                z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+                ((z ^ (z >> 31)) >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+            })
+            .collect()
+    }
+
+    fn encode(ty: GgmlType, values: &[f32]) -> Vec<u8> {
+        match ty {
+            GgmlType::F16 => values
+                .iter()
+                .flat_map(|&v| f16::from_f32(v).to_le_bytes())
+                .collect(),
+            GgmlType::BF16 => values
+                .iter()
+                .flat_map(|&v| bf16::from_f32(v).to_le_bytes())
+                .collect(),
+            _ => values.iter().flat_map(|&v| v.to_le_bytes()).collect(),
+        }
+    }
+
+    fn all_kernels() -> Vec<Kernels> {
+        let mut k = vec![Kernels::new(1, Some(Isa::Scalar)).unwrap()];
+        if Isa::Avx2.available() {
+            k.push(Kernels::new(2, Some(Isa::Avx2)).unwrap());
+        }
+        k
+    }
+
+    /// Screens `x` against the head of `values` and checks the result against the full
+    /// logits' top k, bit for bit; returns the stats.
+    fn check(ty: GgmlType, values: &[f32], rows: usize, x: &[f32], ks: &[usize]) -> ScreenStats {
+        let bytes = encode(ty, values);
+        let head =
+            DenseMatrix::new("output.weight", ty, &bytes, Shape::new(rows, x.len())).unwrap();
+        let mut stats = ScreenStats::default();
+        for kernels in all_kernels() {
+            let screen = HeadScreen::build(&head, &kernels).unwrap();
+            let mut logits = vec![0f32; rows];
+            head.matmul(&kernels, x, &mut logits).unwrap();
+            for &k in ks {
+                let want = TopLogits::from_logits(&logits, k).unwrap();
+                let got = screen.top(&kernels, &head, x, k, &mut stats).unwrap();
+                let bits = |t: &TopLogits| -> Vec<(usize, u32)> {
+                    t.entries.iter().map(|&(i, v)| (i, v.to_bits())).collect()
+                };
+                assert_eq!(bits(&got), bits(&want), "{ty:?} k={k}");
+                assert_eq!(got.argmax, want.argmax, "{ty:?} k={k}");
+            }
+        }
+        stats
+    }
+
+    #[test]
+    fn screened_top_k_equals_the_full_heads_top_k() {
+        for (seed, ty) in [(1, GgmlType::F16), (2, GgmlType::BF16), (3, GgmlType::F32)] {
+            let (rows, cols) = (3000, 77);
+            let w = uniform(seed, rows * cols);
+            let x = uniform(seed + 100, cols);
+            let stats = check(ty, &w, rows, &x, &[1, 2, 40, rows]);
+            // It screens: few rows recomputed for k ≤ 40 (k = rows runs the full head).
+            assert!(stats.full_passes <= 2, "{stats:?}");
+            assert!(stats.candidates < stats.tokens * rows / 20, "{stats:?}");
+        }
+    }
+
+    #[test]
+    fn near_ties_below_the_codes_step_are_all_recomputed() {
+        // Rows that differ by less than one code step look alike through the 8-bit copy, but
+        // their exact logits are ordered: a bound that is too small would pick the wrong one.
+        let (rows, cols) = (2000, 64);
+        let base = uniform(7, cols);
+        let noise = uniform(8, rows * cols);
+        let far = uniform(9, rows * cols);
+        let x = uniform(10, cols);
+        for (ty, eps) in [
+            (GgmlType::F32, 1e-4),
+            (GgmlType::F16, 2e-3),
+            (GgmlType::BF16, 1e-2),
+        ] {
+            let w: Vec<f32> = (0..rows * cols)
+                .map(|i| match (i / cols) % 10 {
+                    0 => base[i % cols] + eps * noise[i],
+                    _ => 0.9 * far[i],
+                })
+                .collect();
+            let stats = check(ty, &w, rows, &x, &[1, 5, 40]);
+            assert_eq!(stats.full_passes, 0, "{ty:?} {stats:?}");
+        }
+    }
+
+    #[test]
+    fn rows_at_the_worst_case_of_the_bound_are_still_found() {
+        // Row A's weights sit 0.49 of a step above their codes in the direction of x, row B's
+        // 0.49 below, and B's codes are one step higher at 57 of 63 positions: the copy ranks
+        // B first by 57 steps·|x|, the exact logits rank A first by 61.74 − 57. Only a bound of
+        // at least ~0.9 of the proven one keeps A.
+        let (rows, cols, step) = (200, 64, 0.01f32);
+        let sign = |k: usize| if k % 3 == 0 { -1.0f32 } else { 1.0 };
+        let x: Vec<f32> = (0..cols)
+            .map(|k| if k == 0 { 0.0 } else { sign(k) })
+            .collect();
+        let code = |k: usize| sign(k) * (((k * 7) % 20) as f32 + 5.0);
+        let far = uniform(15, rows * cols);
+        let mut w: Vec<f32> = far.iter().map(|v| v * 0.05).collect();
+        for (row, higher) in [(120, false), (40, true)] {
+            for k in 0..cols {
+                w[row * cols + k] = match k {
+                    // Both rows' largest weight, 127 steps: the same scale for both.
+                    0 => 127.0 * step,
+                    _ if higher => step * (code(k) + sign(k) * (f32::from(k < 58) - 0.49)),
+                    _ => step * (code(k) + 0.49 * sign(k)),
+                };
+            }
+        }
+        let bytes = encode(GgmlType::F32, &w);
+        let head = DenseMatrix::new(
+            "output.weight",
+            GgmlType::F32,
+            &bytes,
+            Shape::new(rows, cols),
+        )
+        .unwrap();
+        let mut logits = vec![0f32; rows];
+        let kernels = Kernels::new(1, None).unwrap();
+        head.matmul(&kernels, &x, &mut logits).unwrap();
+        assert_eq!(TopLogits::from_logits(&logits, 1).unwrap().argmax, 120);
+        let stats = check(GgmlType::F32, &w, rows, &x, &[1]);
+        assert_eq!(stats.full_passes, 0);
+    }
+
+    #[test]
+    fn exact_ties_zero_rows_and_zero_activations() {
+        let (rows, cols) = (512, 48);
+        let mut w = uniform(11, rows * cols);
+        // Row 300 repeats row 100 (an exact tie), rows 0..50 are zero.
+        let (a, b) = w.split_at_mut(300 * cols);
+        b[..cols].copy_from_slice(&a[100 * cols..101 * cols]);
+        w[..50 * cols].fill(0.0);
+        let x = uniform(12, cols);
+        check(GgmlType::F16, &w, rows, &x, &[1, 3, 17]);
+        // All activations zero: every logit is 0, every row ties; the full head runs.
+        let stats = check(GgmlType::F16, &w, rows, &vec![0.0; cols], &[1, 4]);
+        assert_eq!(stats.full_passes, stats.tokens);
+    }
+
+    #[test]
+    fn activations_that_are_not_finite_run_the_full_head() {
+        let (rows, cols) = (64, 16);
+        let w = uniform(13, rows * cols);
+        let mut x = uniform(14, cols);
+        x[3] = f32::NAN;
+        let bytes = encode(GgmlType::F32, &w);
+        let head = DenseMatrix::new(
+            "output.weight",
+            GgmlType::F32,
+            &bytes,
+            Shape::new(rows, cols),
+        )
+        .unwrap();
+        let kernels = Kernels::new(1, None).unwrap();
+        let screen = HeadScreen::build(&head, &kernels).unwrap();
+        let mut stats = ScreenStats::default();
+        screen.top(&kernels, &head, &x, 2, &mut stats).unwrap();
+        assert_eq!(stats.full_passes, 1);
+    }
+
+    #[test]
+    fn quantized_or_non_finite_heads_are_refused() {
+        let kernels = Kernels::new(1, None).unwrap();
+        let q8 = vec![0u8; 34 * 4];
+        let head =
+            DenseMatrix::new("output.weight", GgmlType::Q8_0, &q8, Shape::new(4, 32)).unwrap();
+        let err = HeadScreen::build(&head, &kernels).unwrap_err().to_string();
+        assert!(err.contains("Q8_0"), "{err}");
+        let mut w = vec![0.5f32; 8 * 16];
+        w[5 * 16 + 2] = f32::INFINITY;
+        let bytes = encode(GgmlType::F32, &w);
+        let head =
+            DenseMatrix::new("output.weight", GgmlType::F32, &bytes, Shape::new(8, 16)).unwrap();
+        let err = HeadScreen::build(&head, &kernels).unwrap_err().to_string();
+        assert!(err.contains("row 5"), "{err}");
+    }
+}
