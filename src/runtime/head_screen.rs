@@ -113,10 +113,10 @@ impl HeadScreen {
             let scale = max / 127.0;
             let mut l1 = 0u32;
             if scale > 0.0 {
+                // In f64 the reciprocal's error is far below the bound's 10⁻⁶ slack.
+                let inverse = 1.0 / f64::from(scale);
                 for (o, &v) in out.iter_mut().zip(&row) {
-                    let q = (f64::from(v) / f64::from(scale))
-                        .round()
-                        .clamp(-127.0, 127.0) as i8;
+                    let q = round_to_code(f64::from(v) * inverse, 127) as i8;
                     l1 += u32::from(q.unsigned_abs());
                     *o = q;
                 }
@@ -212,10 +212,7 @@ impl HeadScreen {
         let x_codes: Vec<i16> = operand
             .iter()
             .map(|&v| match step > 0.0 {
-                true => (f64::from(v) / step)
-                    .round()
-                    .clamp(-f64::from(self.max_code), f64::from(self.max_code))
-                    as i16,
+                true => round_to_code(f64::from(v) / step, self.max_code) as i16,
                 false => 0,
             })
             .collect();
@@ -226,47 +223,85 @@ impl HeadScreen {
         // bound_r = s_r · (per_scale + per_code_l1 · ‖q_r‖₁) + 1e-6·|logit_r| + tiny
         let per_scale = x_l1 * (0.5 + 127.0 * gamma) * slack;
         let per_code_l1 = step * 0.5 * slack;
-        // Whole tasks of rows (`for_each_row` takes whole rows of its data); the padding
-        // after the last row is never read.
-        let mut bounds = vec![(0f64, 0f64); self.rows.div_ceil(ROWS_PER_TASK) * ROWS_PER_TASK];
+        // Each task keeps its own k largest lower bounds and the rows whose upper bound reaches
+        // the smallest of them. The k-th largest over all rows is at least that, so the rows a
+        // task leaves out cannot be candidates, and no per-row buffer is needed.
+        let mut tasks = vec![TaskTop::default(); self.rows.div_ceil(ROWS_PER_TASK)];
         let cols = self.cols;
-        let done = kernels.for_each_row(&mut bounds, ROWS_PER_TASK, |task, out| {
+        let done = kernels.for_each_row(&mut tasks, 1, |task, slot| {
             let r0 = task * ROWS_PER_TASK;
-            let out = &mut out[..ROWS_PER_TASK.min(self.rows - r0)];
+            let n = ROWS_PER_TASK.min(self.rows - r0);
             let mut sums = [0i32; ROWS_PER_TASK];
-            let sums = &mut sums[..out.len()];
-            kernels.i8_dots(&self.codes[r0 * cols..], cols, &x_codes, sums)?;
-            for (i, (o, &sum)) in out.iter_mut().zip(sums.iter()).enumerate() {
+            kernels.i8_dots(&self.codes[r0 * cols..], cols, &x_codes, &mut sums[..n])?;
+            let mut bounds = [(0f64, 0f64); ROWS_PER_TASK];
+            let mut best = Vec::with_capacity(k + 1);
+            for (i, (b, &sum)) in bounds.iter_mut().zip(&sums[..n]).enumerate() {
                 let s = f64::from(self.scales[r0 + i]);
                 let logit = s * step * f64::from(sum);
                 let bound = s * (per_scale + per_code_l1 * f64::from(self.code_l1[r0 + i]))
                     + 1e-6 * logit.abs()
                     + 1e-30;
-                *o = (logit - bound, logit + bound);
+                *b = (logit - bound, logit + bound);
+                keep_largest(&mut best, logit - bound, k);
             }
+            let local = match best.len() == k {
+                true => best[k - 1],
+                false => f64::NEG_INFINITY,
+            };
+            slot[0] = TaskTop {
+                rows: (0..n)
+                    .filter(|&i| bounds[i].1 >= local)
+                    .map(|i| (r0 + i, bounds[i].1))
+                    .collect(),
+                best,
+            };
             Ok::<(), Error>(())
         });
         done.ok()?;
-        bounds.truncate(self.rows);
-        // The k-th largest lower bound, kept in a small sorted buffer (few rows get in).
-        let mut best: Vec<f64> = Vec::with_capacity(k + 1);
-        for &(lower, _) in &bounds {
-            if best.len() < k || lower > best[k - 1] {
-                let at = best.partition_point(|&b| b >= lower);
-                best.insert(at, lower);
-                best.truncate(k);
-            }
-        }
-        let threshold = best.last().copied()?;
-        Some(
-            bounds
+        let mut best = Vec::with_capacity(k + 1);
+        for t in &tasks {
+            t.best
                 .iter()
-                .enumerate()
-                .filter(|(_, &(_, upper))| upper >= threshold)
-                .map(|(r, _)| r)
+                .for_each(|&lower| keep_largest(&mut best, lower, k));
+        }
+        let threshold = match best.len() == k {
+            true => best[k - 1],
+            false => f64::NEG_INFINITY,
+        };
+        Some(
+            tasks
+                .iter()
+                .flat_map(|t| &t.rows)
+                .filter(|&&(_, upper)| upper >= threshold)
+                .map(|&(r, _)| r)
                 .collect(),
         )
     }
+}
+
+/// What one task of the screening pass hands back.
+#[derive(Debug, Clone, Default)]
+struct TaskTop {
+    /// Its k largest lower bounds, largest first.
+    best: Vec<f64>,
+    /// `(row, upper bound)` of its rows whose upper bound reaches the smallest of `best`, in
+    /// row order.
+    rows: Vec<(usize, f64)>,
+}
+
+/// Inserts `value` into `best` (descending, at most `k` long) if it is among the k largest.
+fn keep_largest(best: &mut Vec<f64>, value: f64, k: usize) {
+    if best.len() < k || value > best[k - 1] {
+        let at = best.partition_point(|&b| b >= value);
+        best.insert(at, value);
+        best.truncate(k);
+    }
+}
+
+/// `y` rounded to the nearest integer (halves away from zero) and clamped to ±`max`; by
+/// truncation, since `f64::round` is a libm call on the x86-64 baseline.
+fn round_to_code(y: f64, max: i32) -> i32 {
+    ((y + 0.5f64.copysign(y)) as i32).clamp(-max, max)
 }
 
 #[cfg(test)]

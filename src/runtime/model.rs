@@ -16,6 +16,7 @@ use crate::gguf::{keys, GgmlType, GgufFile, Value};
 use crate::layout::kernel_config::KernelConfig;
 use crate::layout::{BlockQuant, Shape};
 use crate::layout::{TilingOrigin, TilingResolver};
+use half::slice::HalfFloatSliceExt;
 use half::{bf16, f16};
 
 pub use crate::gguf::keys::{
@@ -312,9 +313,14 @@ impl<'a> DenseMatrix<'a> {
                 }
             }
             GgmlType::F16 => {
-                for (o, c) in out.iter_mut().zip(self.bytes[r * k * 2..].chunks_exact(2)) {
-                    *o = f16::from_le_bytes([c[0], c[1]]).to_f32();
-                }
+                // Through `half`'s slice conversion (F16C when the CPU has it): the screened
+                // head converts the whole lm_head once at load.
+                let row = &self.bytes[r * k * 2..(r + 1) * k * 2];
+                let halves: Vec<f16> = row
+                    .chunks_exact(2)
+                    .map(|c| f16::from_le_bytes([c[0], c[1]]))
+                    .collect();
+                halves.convert_to_f32_slice(&mut out[..k]);
             }
             GgmlType::BF16 => {
                 for (o, c) in out.iter_mut().zip(self.bytes[r * k * 2..].chunks_exact(2)) {
