@@ -339,6 +339,11 @@ mod tests {
         }
     }
 
+    /// `bytes` as a `rows × cols` lm_head of type `ty`.
+    fn head_of(bytes: &[u8], ty: GgmlType, rows: usize, cols: usize) -> DenseMatrix<'_> {
+        DenseMatrix::new("output.weight", ty, bytes, Shape::new(rows, cols)).unwrap()
+    }
+
     fn all_kernels() -> Vec<Kernels> {
         let mut k = vec![Kernels::new(1, Some(Isa::Scalar)).unwrap()];
         if Isa::Avx2.available() {
@@ -351,8 +356,7 @@ mod tests {
     /// logits' top k, bit for bit; returns the stats.
     fn check(ty: GgmlType, values: &[f32], rows: usize, x: &[f32], ks: &[usize]) -> ScreenStats {
         let bytes = encode(ty, values);
-        let head =
-            DenseMatrix::new("output.weight", ty, &bytes, Shape::new(rows, x.len())).unwrap();
+        let head = head_of(&bytes, ty, rows, x.len());
         let mut stats = ScreenStats::default();
         for kernels in all_kernels() {
             let screen = HeadScreen::build(&head, &kernels).unwrap();
@@ -434,13 +438,7 @@ mod tests {
             }
         }
         let bytes = encode(GgmlType::F32, &w);
-        let head = DenseMatrix::new(
-            "output.weight",
-            GgmlType::F32,
-            &bytes,
-            Shape::new(rows, cols),
-        )
-        .unwrap();
+        let head = head_of(&bytes, GgmlType::F32, rows, cols);
         let mut logits = vec![0f32; rows];
         let kernels = Kernels::new(1, None).unwrap();
         head.matmul(&kernels, &x, &mut logits).unwrap();
@@ -471,13 +469,7 @@ mod tests {
         let mut x = uniform(14, cols);
         x[3] = f32::NAN;
         let bytes = encode(GgmlType::F32, &w);
-        let head = DenseMatrix::new(
-            "output.weight",
-            GgmlType::F32,
-            &bytes,
-            Shape::new(rows, cols),
-        )
-        .unwrap();
+        let head = head_of(&bytes, GgmlType::F32, rows, cols);
         let kernels = Kernels::new(1, None).unwrap();
         let screen = HeadScreen::build(&head, &kernels).unwrap();
         let mut stats = ScreenStats::default();
@@ -489,15 +481,13 @@ mod tests {
     fn quantized_or_non_finite_heads_are_refused() {
         let kernels = Kernels::new(1, None).unwrap();
         let q8 = vec![0u8; 34 * 4];
-        let head =
-            DenseMatrix::new("output.weight", GgmlType::Q8_0, &q8, Shape::new(4, 32)).unwrap();
+        let head = head_of(&q8, GgmlType::Q8_0, 4, 32);
         let err = HeadScreen::build(&head, &kernels).unwrap_err().to_string();
         assert!(err.contains("Q8_0"), "{err}");
         let mut w = vec![0.5f32; 8 * 16];
         w[5 * 16 + 2] = f32::INFINITY;
         let bytes = encode(GgmlType::F32, &w);
-        let head =
-            DenseMatrix::new("output.weight", GgmlType::F32, &bytes, Shape::new(8, 16)).unwrap();
+        let head = head_of(&bytes, GgmlType::F32, 8, 16);
         let err = HeadScreen::build(&head, &kernels).unwrap_err().to_string();
         assert!(err.contains("row 5"), "{err}");
     }

@@ -389,9 +389,7 @@ impl<'a> DenseMatrix<'a> {
         }
         Ok(())
     }
-}
 
-impl DenseMatrix<'_> {
     /// For a float matrix (F32, F16, BF16), the activations as [`DenseMatrix::matmul`]
     /// multiplies them: rounded to F16 or BF16 for those weights (ggml's `vec_dot_type`), as
     /// they are for F32. `None` for the block-quantized types.

@@ -78,7 +78,7 @@ impl Sampler {
 
     /// Picks the next token from the exact top of the logits, as [`Sampler::sample`] would
     /// from all of them. `top` must hold at least [`SamplingParams::candidates_needed`]
-    /// entries (all of them when there are fewer logits).
+    /// entries, or every logit when that is `None` or there are fewer logits.
     pub fn sample_top(&mut self, top: &TopLogits) -> usize {
         let p = self.params;
         if p.temperature <= 0.0 || top.entries.len() <= 1 {
