@@ -18,28 +18,33 @@
 //! rows need the full head. When the bound is loose (many candidates) it falls back to the full
 //! head, so the cost is never much above the full pass.
 //!
-//! The bound, for row r with weights w (scale s, codes q, |w − s·q| ≤ s/2), the rounded
-//! activations x (what the full head multiplies) and their codes x_q (step s_x,
-//! |x − s_x·x_q| ≤ s_x/2):
+//! The copy holds `w / c`, where c is each column's largest |w|: a few large columns (common in
+//! trained embeddings) would otherwise set every row's step. It then multiplies `c·x`. The
+//! bound, for row r with weights w, column scales c, row step s and codes q
+//! (|w/c − s·q| ≤ s/2), the rounded activations x (what the full head multiplies) and the codes
+//! x_q of x' = c·x (step s_x, |x' − s_x·x_q| ≤ s_x/2):
 //!
 //! ```text
-//! |Σ w·x − s·s_x·Σ q·x_q| ≤ Σ |w − s·q|·|x| + s·Σ |q|·|x − s_x·x_q|
-//!                         ≤ s/2·‖x‖₁ + s·‖q‖₁·s_x/2
+//! |Σ w·x − s·s_x·Σ q·x_q| ≤ Σ |w/c − s·q|·|x'| + s·Σ |q|·|x' − s_x·x_q|
+//!                         ≤ s/2·‖x'‖₁ + s·‖q‖₁·s_x/2
 //! ```
 //!
-//! plus the rounding of the full head's f32 sum, at most γ_{K+2}·Σ|w·x| ≤ γ_{K+2}·127·s·‖x‖₁
+//! plus the rounding of the full head's f32 sum, at most γ_{K+2}·Σ|w·x| ≤ γ_{K+2}·127·s·‖x'‖₁
 //! for any summation order (γ_n = n·u/(1 − n·u), u = 2⁻²⁴), and a relative 10⁻⁶ of slack for
-//! the f64 arithmetic of the bound itself.
+//! the f64 arithmetic of the copy and of the bound itself.
 
 use super::error::Error;
 use super::kernels::Kernels;
 use super::model::DenseMatrix;
 use super::sampling::TopLogits;
 use crate::gguf::GgmlType;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 /// Rows per task of the screening pass (the spinning pool balances the tasks).
 const ROWS_PER_TASK: usize = 1024;
+
+/// Candidate rows per task of the full-head recomputation.
+const RECOMPUTE_ROWS: usize = 64;
 
 /// Past this many candidates (a fraction of the rows) the full head is cheaper to run whole.
 const MAX_CANDIDATE_FRACTION: usize = 8;
@@ -50,10 +55,13 @@ const MAX_CANDIDATE_FRACTION: usize = 8;
 pub struct HeadScreen {
     rows: usize,
     cols: usize,
-    /// `rows × cols` codes in −127..=127, row-major.
+    /// `rows × cols` codes of `w / c` in −127..=127, row-major.
     codes: Vec<i8>,
-    /// Per row: the step `s` (max |w| / 127).
-    scales: Vec<f32>,
+    /// Per row: the step `s` (max |w / c| / 127).
+    scales: Vec<f64>,
+    /// Per column: `c`, its largest |w| (1 for a zero column). Dividing it out first keeps a
+    /// few large columns from widening every row's step.
+    column_scales: Vec<f64>,
     /// Per row: Σ |q|.
     code_l1: Vec<u32>,
     /// Largest |activation code| for which `127 · max · cols` stays below 2³¹.
@@ -95,35 +103,64 @@ impl HeadScreen {
                 "an lm_head of {cols} columns is too wide to screen with 32-bit sums"
             )));
         }
-        // Rows were sized from the file's validated tensor, so `rows × cols` values exist as
-        // F16 or wider already; the copy is at most half their size. Each task owns its rows'
-        // codes; scales and Σ|q| go through atomics (one store per row).
+        // Pass 1: every column's largest |w|, and a refusal of values that are not finite.
+        let tasks = rows.div_ceil(ROWS_PER_TASK);
+        let mut column_max = vec![0f32; tasks * cols];
+        kernels.for_each_row(&mut column_max, cols, |task, maxima| {
+            let mut row = vec![0f32; cols];
+            for r in task * ROWS_PER_TASK..((task + 1) * ROWS_PER_TASK).min(rows) {
+                head.row_to_f32(r, &mut row);
+                if let Some(bad) = row.iter().position(|v| !v.is_finite()) {
+                    return Err(Error::Invalid(format!(
+                        "lm_head row {r} column {bad} is {}: the head cannot be screened",
+                        row[bad]
+                    )));
+                }
+                for (m, &v) in maxima.iter_mut().zip(&row) {
+                    *m = m.max(v.abs());
+                }
+            }
+            Ok(())
+        })?;
+        let column_scales: Vec<f64> = (0..cols)
+            .map(|j| {
+                let max = (0..tasks).fold(0f32, |m, t| m.max(column_max[t * cols + j]));
+                if max > 0.0 {
+                    f64::from(max)
+                } else {
+                    1.0
+                }
+            })
+            .collect();
+        let inverse_columns: Vec<f64> = column_scales.iter().map(|c| 1.0 / c).collect();
+        // Pass 2: the codes of w / c, one scale per row. Rows were sized from the file's
+        // validated tensor, so `rows × cols` values exist as F16 or wider already; the copy is
+        // at most half their size. Each task owns its rows' codes; scales and Σ|q| go through
+        // atomics (one store per row).
         let mut codes = vec![0i8; rows * cols];
-        let scales: Vec<AtomicU32> = (0..rows).map(|_| AtomicU32::new(0)).collect();
+        let scales: Vec<AtomicU64> = (0..rows).map(|_| AtomicU64::new(0)).collect();
         let code_l1: Vec<AtomicU32> = (0..rows).map(|_| AtomicU32::new(0)).collect();
         kernels.for_each_row(&mut codes, cols, |r, out| {
             let mut row = vec![0f32; cols];
             head.row_to_f32(r, &mut row);
-            let max = row.iter().fold(0f32, |m, &v| m.max(v.abs()));
-            if !max.is_finite() || row.iter().any(|v| v.is_nan()) {
-                return Err(Error::Invalid(format!(
-                    "lm_head row {r} has a value that is not finite: it cannot be screened"
-                )));
-            }
+            let max = row
+                .iter()
+                .zip(&inverse_columns)
+                .fold(0f64, |m, (&v, &ic)| m.max((f64::from(v) * ic).abs()));
             let scale = max / 127.0;
             let mut l1 = 0u32;
             if scale > 0.0 {
-                // In f64 the reciprocal's error is far below the bound's 10⁻⁶ slack.
-                let inverse = 1.0 / f64::from(scale);
-                for (o, &v) in out.iter_mut().zip(&row) {
-                    let q = round_to_code(f64::from(v) * inverse, 127) as i8;
+                // In f64 the reciprocals' errors are far below the bound's 10⁻⁶ slack.
+                let inverse = 1.0 / scale;
+                for ((o, &v), &ic) in out.iter_mut().zip(&row).zip(&inverse_columns) {
+                    let q = round_to_code(f64::from(v) * ic * inverse, 127) as i8;
                     l1 += u32::from(q.unsigned_abs());
                     *o = q;
                 }
             }
             scales[r].store(scale.to_bits(), Ordering::Relaxed);
             code_l1[r].store(l1, Ordering::Relaxed);
-            Ok(())
+            Ok::<(), Error>(())
         })?;
         Ok(Self {
             rows,
@@ -131,8 +168,9 @@ impl HeadScreen {
             codes,
             scales: scales
                 .into_iter()
-                .map(|s| f32::from_bits(s.into_inner()))
+                .map(|s| f64::from_bits(s.into_inner()))
                 .collect(),
+            column_scales,
             code_l1: code_l1.into_iter().map(AtomicU32::into_inner).collect(),
             max_code,
         })
@@ -140,7 +178,7 @@ impl HeadScreen {
 
     /// Bytes of the copy (codes, scales and Σ|q|).
     pub fn bytes(&self) -> usize {
-        self.codes.len() + self.rows * 8
+        self.codes.len() + self.rows * 12 + self.cols * 8
     }
 
     /// The top `k` logits of `head` (the matrix this copy was built from) for the final-norm
@@ -178,8 +216,15 @@ impl HeadScreen {
             }
         };
         stats.candidates += candidates.len();
-        let mut exact = vec![0f32; candidates.len()];
-        head.float_row_dots(kernels, &candidates, &operand, &mut exact)?;
+        // Recomputed on the pool: top-40 sampling keeps ~2000 rows of 2B-4T (10 MB of F16).
+        let n = candidates.len();
+        let mut exact = vec![0f32; n.div_ceil(RECOMPUTE_ROWS) * RECOMPUTE_ROWS];
+        kernels.for_each_row(&mut exact, RECOMPUTE_ROWS, |task, out| {
+            let rows =
+                &candidates[(task * RECOMPUTE_ROWS).min(n)..((task + 1) * RECOMPUTE_ROWS).min(n)];
+            head.float_row_dots(kernels, rows, &operand, &mut out[..rows.len()])
+        })?;
+        exact.truncate(n);
         // Greedy's pick: the first largest in row order, as `argmax` over all rows finds it
         // (every row that can equal the maximum is a candidate, and candidates are in order).
         let mut argmax = 0;
@@ -204,19 +249,28 @@ impl HeadScreen {
     /// The rows, in order, whose upper bound reaches the k-th largest lower bound; `None` when
     /// the activations are not finite (the bound means nothing then).
     fn candidates(&self, kernels: &Kernels, operand: &[f32], k: usize) -> Option<Vec<usize>> {
-        let x_max = operand.iter().fold(0f32, |m, &v| m.max(v.abs()));
-        if !x_max.is_finite() || operand.iter().any(|v| v.is_nan()) {
+        if operand.iter().any(|v| !v.is_finite()) {
             return None;
         }
-        let step = f64::from(x_max) / f64::from(self.max_code);
-        let x_codes: Vec<i16> = operand
+        // The copy holds w / c, so it multiplies c·x.
+        let scaled: Vec<f64> = operand
+            .iter()
+            .zip(&self.column_scales)
+            .map(|(&v, &c)| f64::from(v) * c)
+            .collect();
+        let x_max = scaled.iter().fold(0f64, |m, &v| m.max(v.abs()));
+        if !x_max.is_finite() {
+            return None;
+        }
+        let step = x_max / f64::from(self.max_code);
+        let x_codes: Vec<i16> = scaled
             .iter()
             .map(|&v| match step > 0.0 {
-                true => round_to_code(f64::from(v) / step, self.max_code) as i16,
+                true => round_to_code(v / step, self.max_code) as i16,
                 false => 0,
             })
             .collect();
-        let x_l1: f64 = operand.iter().map(|&v| f64::from(v.abs())).sum();
+        let x_l1: f64 = scaled.iter().map(|v| v.abs()).sum();
         let n = (self.cols + 2) as f64 * f64::from(f32::EPSILON) / 2.0;
         let gamma = n / (1.0 - n);
         let slack = 1.0 + 1e-6;
@@ -236,7 +290,7 @@ impl HeadScreen {
             let mut bounds = [(0f64, 0f64); ROWS_PER_TASK];
             let mut best = Vec::with_capacity(k + 1);
             for (i, (b, &sum)) in bounds.iter_mut().zip(&sums[..n]).enumerate() {
-                let s = f64::from(self.scales[r0 + i]);
+                let s = self.scales[r0 + i];
                 let logit = s * step * f64::from(sum);
                 let bound = s * (per_scale + per_code_l1 * f64::from(self.code_l1[r0 + i]))
                     + 1e-6 * logit.abs()
@@ -419,7 +473,7 @@ mod tests {
         // 0.49 below, and B's codes are one step higher at 57 of 63 positions: the copy ranks
         // B first by 57 steps·|x|, the exact logits rank A first by 61.74 − 57. Only a bound of
         // at least ~0.9 of the proven one keeps A.
-        let (rows, cols, step) = (200, 64, 0.01f32);
+        let (rows, cols, step) = (200, 64, 1.0 / 127.0);
         let sign = |k: usize| if k % 3 == 0 { -1.0f32 } else { 1.0 };
         let x: Vec<f32> = (0..cols)
             .map(|k| if k == 0 { 0.0 } else { sign(k) })
@@ -427,10 +481,14 @@ mod tests {
         let code = |k: usize| sign(k) * (((k * 7) % 20) as f32 + 5.0);
         let far = uniform(15, rows * cols);
         let mut w: Vec<f32> = far.iter().map(|v| v * 0.05).collect();
+        // Row 0 has |w| = 1 in every column (and a low logit), so every column's scale is 1.
+        for k in 0..cols {
+            w[k] = if k == 0 { 1.0 } else { -sign(k) };
+        }
         for (row, higher) in [(120, false), (40, true)] {
             for k in 0..cols {
                 w[row * cols + k] = match k {
-                    // Both rows' largest weight, 127 steps: the same scale for both.
+                    // Both rows' largest weight, 127 steps: the same row step for both.
                     0 => 127.0 * step,
                     _ if higher => step * (code(k) + sign(k) * (f32::from(k < 58) - 0.49)),
                     _ => step * (code(k) + 0.49 * sign(k)),
@@ -445,6 +503,22 @@ mod tests {
         assert_eq!(TopLogits::from_logits(&logits, 1).unwrap().argmax, 120);
         let stats = check(GgmlType::F32, &w, rows, &x, &[1]);
         assert_eq!(stats.full_passes, 0);
+    }
+
+    #[test]
+    fn large_columns_do_not_widen_the_bound() {
+        // Four columns 20 times larger than the rest: with one step per row they would set it,
+        // and about half the rows would be candidates; scaled by column, few are.
+        let (rows, cols) = (4000, 128);
+        let w: Vec<f32> = uniform(16, rows * cols)
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| if i % cols < 4 { 20.0 * v } else { v })
+            .collect();
+        let x = uniform(17, cols);
+        let stats = check(GgmlType::F16, &w, rows, &x, &[1]);
+        assert_eq!(stats.full_passes, 0, "{stats:?}");
+        assert!(stats.candidates < stats.tokens * rows / 100, "{stats:?}");
     }
 
     #[test]
