@@ -482,8 +482,8 @@ mod tests {
         let far = uniform(15, rows * cols);
         let mut w: Vec<f32> = far.iter().map(|v| v * 0.05).collect();
         // Row 0 has |w| = 1 in every column (and a low logit), so every column's scale is 1.
-        for k in 0..cols {
-            w[k] = if k == 0 { 1.0 } else { -sign(k) };
+        for (k, v) in w[..cols].iter_mut().enumerate() {
+            *v = if k == 0 { 1.0 } else { -sign(k) };
         }
         for (row, higher) in [(120, false), (40, true)] {
             for k in 0..cols {
