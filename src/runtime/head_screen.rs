@@ -206,7 +206,7 @@ impl HeadScreen {
         let k = k.clamp(1, self.rows.max(1));
         let operand = head.float_operand(x).unwrap_or_default();
         let candidates = match self.candidates(kernels, &operand, k) {
-            Some(c) if c.len() <= self.rows / MAX_CANDIDATE_FRACTION => c,
+            Some(c) if !c.is_empty() && c.len() <= self.rows / MAX_CANDIDATE_FRACTION => c,
             _ => {
                 stats.full_passes += 1;
                 let mut logits = vec![0f32; self.rows];
