@@ -2,7 +2,7 @@
 
 use super::run_common::*;
 use assert_cmd::Command;
-use bitnet_gguf::convert::{self, HfToGguf};
+use bitnet_gguf::convert::{self, EmbedType, HfToGguf};
 use bitnet_gguf::hf::synth::{SynthOptions, SynthPreset};
 use bitnet_gguf::hf::CheckpointFormat;
 use bitnet_gguf::runtime::parity::read_f32_tensors;
@@ -16,6 +16,11 @@ fn bitnet_run() -> Command {
 /// converted to an I2_S GGUF with an F16 embedding in `dir`, as `bitnet-convert synth` then
 /// `bitnet-convert hf-to-gguf` would write it.
 fn synthetic_tiny_gguf(dir: &Path, seed: u64) -> PathBuf {
+    synthetic_tiny_gguf_with(dir, seed, EmbedType::F16)
+}
+
+/// As [`synthetic_tiny_gguf`], with the embedding (and tied lm_head) in `embed_type`.
+fn synthetic_tiny_gguf_with(dir: &Path, seed: u64, embed_type: EmbedType) -> PathBuf {
     let checkpoint = dir.join("checkpoint");
     convert::synth(
         &checkpoint,
@@ -29,6 +34,7 @@ fn synthetic_tiny_gguf(dir: &Path, seed: u64) -> PathBuf {
     let model = dir.join("tiny.gguf");
     let mut opts = HfToGguf::new(&checkpoint, &model);
     opts.quiet = true;
+    opts.embed_type = embed_type;
     convert::hf_to_gguf(&opts).unwrap();
     model
 }
@@ -209,21 +215,7 @@ fn screen_head_flag_keeps_the_generated_text() {
     assert_eq!(r["screen"]["tokens"], 16, "{r}");
     // A quantized head is not screened: said, and generation runs the full head.
     let dir = tempfile::tempdir().unwrap();
-    let checkpoint = dir.path().join("checkpoint");
-    convert::synth(
-        &checkpoint,
-        &SynthOptions {
-            preset: SynthPreset::Tiny,
-            format: CheckpointFormat::Packed,
-            seed: 3,
-        },
-    )
-    .unwrap();
-    let q8 = dir.path().join("q8.gguf");
-    let mut opts = HfToGguf::new(&checkpoint, &q8);
-    opts.quiet = true;
-    opts.embed_type = bitnet_gguf::convert::EmbedType::Q8_0;
-    convert::hf_to_gguf(&opts).unwrap();
+    let q8 = synthetic_tiny_gguf_with(dir.path(), 3, EmbedType::Q8_0);
     let q8 = q8.to_str().unwrap();
     let (_, stderr) = run_ok(&["generate", q8, "-p", "abc", "-n", "4", "--screen-head"]);
     assert!(
@@ -345,16 +337,10 @@ fn synthetic_model_runs_every_command() {
         .success();
     let t = read_f32_tensors(&logits).unwrap();
     assert_eq!(t[0].1[1], 512);
+    let model = model.to_str().unwrap();
     for chat in [false, true] {
-        let out = bitnet_run()
-            .arg("generate")
-            .arg(&model)
-            .args(["-p", "abc", "-n", "4"])
-            .args(chat.then_some("--chat"))
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "{stderr}");
+        let chat = if chat { &["--chat"][..] } else { &[] };
+        let (_, stderr) = run_ok(&[&["generate", model, "-p", "abc", "-n", "4"], chat].concat());
         assert!(stderr.contains("tokens/s"), "{stderr}");
     }
 }

@@ -7,7 +7,7 @@
 //! with the same code — so both paths give bit-identical logits.
 
 use super::error::Error;
-use super::head_screen::{HeadScreen, ScreenStats};
+use super::head_screen::{full_head_top, HeadScreen, ScreenStats};
 use super::kernels::{Kernels, QuantRule, QuantizedRows};
 use super::model::{Layer, Model};
 pub use super::ops::KvPrecision;
@@ -156,12 +156,7 @@ impl<'a> Session<'a> {
         let head = &self.model.output;
         match self.screen {
             Some(screen) => screen.top(self.kernels, head, &x, k, &mut self.screen_stats),
-            None => {
-                let mut logits = vec![0f32; head.shape().rows];
-                head.matmul(self.kernels, &x, &mut logits)?;
-                TopLogits::from_logits(&logits, k)
-                    .ok_or_else(|| Error::Invalid("forward_top: the lm_head has no rows".into()))
-            }
+            None => full_head_top(self.kernels, head, &x, k),
         }
     }
 

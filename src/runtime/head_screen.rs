@@ -209,10 +209,7 @@ impl HeadScreen {
             Some(c) if !c.is_empty() && c.len() <= self.rows / MAX_CANDIDATE_FRACTION => c,
             _ => {
                 stats.full_passes += 1;
-                let mut logits = vec![0f32; self.rows];
-                head.matmul(kernels, x, &mut logits)?;
-                return TopLogits::from_logits(&logits, k)
-                    .ok_or_else(|| Error::Invalid("screened head: no rows".into()));
+                return full_head_top(kernels, head, x, k);
             }
         };
         stats.candidates += candidates.len();
@@ -225,24 +222,17 @@ impl HeadScreen {
             head.float_row_dots(kernels, rows, &operand, &mut out[..rows.len()])
         })?;
         exact.truncate(n);
-        // Greedy's pick: the first largest in row order, as `argmax` over all rows finds it
-        // (every row that can equal the maximum is a candidate, and candidates are in order).
-        let mut argmax = 0;
-        for (i, &v) in exact.iter().enumerate() {
-            if v > exact[argmax] {
-                argmax = i;
-            }
-        }
-        let mut order: Vec<usize> = (0..candidates.len()).collect();
-        order.sort_unstable_by(|&a, &b| {
-            exact[b]
-                .total_cmp(&exact[a])
-                .then(candidates[a].cmp(&candidates[b]))
-        });
-        order.truncate(k);
+        // Candidates are in row order, so their positions order ties as row ids do, and the
+        // top of `exact` (greedy's first largest included) is the top of all the rows.
+        let top = TopLogits::from_logits(&exact, k)
+            .ok_or_else(|| Error::Invalid("screened head: no candidates".into()))?;
         Ok(TopLogits {
-            entries: order.iter().map(|&i| (candidates[i], exact[i])).collect(),
-            argmax: candidates[argmax],
+            entries: top
+                .entries
+                .iter()
+                .map(|&(i, v)| (candidates[i], v))
+                .collect(),
+            argmax: candidates[top.argmax],
         })
     }
 
@@ -331,6 +321,20 @@ impl HeadScreen {
                 .collect(),
         )
     }
+}
+
+/// The top `k` logits of `head` for `x`, through the full matmul: what a screen computes
+/// exactly, and what runs without one or when screening cannot help.
+pub fn full_head_top(
+    kernels: &Kernels,
+    head: &DenseMatrix<'_>,
+    x: &[f32],
+    k: usize,
+) -> Result<TopLogits, Error> {
+    let mut logits = vec![0f32; head.shape().rows];
+    head.matmul(kernels, x, &mut logits)?;
+    TopLogits::from_logits(&logits, k)
+        .ok_or_else(|| Error::Invalid("the lm_head has no rows".into()))
 }
 
 /// What one task of the screening pass hands back.

@@ -204,6 +204,7 @@ mod tests {
         let mut k1 = Sampler::new(SamplingParams { top_k: 1, ..params });
         assert_eq!(k1.sample(&logits), argmax(&logits).unwrap());
     }
+
     #[test]
     fn sampling_from_the_top_equals_sampling_from_all_logits() {
         // Ties, a -0.0 beside 0.0, and a run of equal maxima: the orders must agree exactly.
