@@ -26,6 +26,9 @@ fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
+/// The 2B-4T projection shapes (M×K): q/o, k/v, gate/up, down.
+const SHAPES: [(usize, usize); 4] = [(2560, 2560), (640, 2560), (6912, 2560), (2560, 6912)];
+
 /// Tilings of the fixtures for these shapes (`kernel-configs.md`).
 fn tl1_tiling(m: usize, k: usize) -> Tl1Tiling {
     let (tile_rows, block_k, simd_rows) = match (m, k) {
@@ -120,6 +123,15 @@ fn main() {
         }
         return;
     }
+    if std::env::args().any(|a| a == "--gemm") {
+        // The I2_S prompt GEMM alone (128 tokens), the kernel prompt processing spends its time in.
+        println!("| kernel | M×K | tokens | threads | median ms | weight GB/s | int GOP/s |");
+        println!("|---|---|---|---|---|---|---|");
+        for threads in [1, 2] {
+            i2s_gemm(threads, if quick { 3 } else { 9 });
+        }
+        return;
+    }
     if std::env::args().any(|a| a == "--cached") {
         // The head kernels' compute rate: 2048 rows (3–10 MB) stay in the L3 cache.
         println!("| kernel | M×K | tokens | threads | median ms | weight GB/s | GOP/s |");
@@ -127,18 +139,12 @@ fn main() {
         lm_head(1, 201, 2048);
         return;
     }
-    let shapes = [
-        (2560usize, 2560usize),
-        (640, 2560),
-        (6912, 2560),
-        (2560, 6912),
-    ];
     println!("isa: {}", Isa::detect().name());
     println!("| kernel | M×K | tokens | threads | median ms | weight GB/s | int GOP/s |");
     println!("|---|---|---|---|---|---|---|");
     for threads in [1, 2] {
         let kern = Kernels::new(threads, None).expect("kernels");
-        for &(m, k) in &shapes {
+        for (m, k) in SHAPES {
             let shape = Shape::new(m, k);
             let i2s = random_bytes(m * k / 4 + 32, 1)
                 .iter()
@@ -197,6 +203,34 @@ fn main() {
             }
         }
         lm_head(threads, if quick { 3 } else { 11 }, LM_HEAD_ROWS);
+    }
+}
+
+/// The I2_S matmul of 128 tokens on each 2B-4T shape.
+fn i2s_gemm(threads: usize, reps: usize) {
+    let kern = Kernels::new(threads, None).expect("kernels");
+    for (m, k) in SHAPES {
+        let shape = Shape::new(m, k);
+        let i2s: Vec<u8> = random_bytes(m * k / 4 + 32, 1)
+            .iter()
+            .map(|b| b & 0xaa)
+            .collect();
+        let w = I2sWeights::new(&i2s, shape).expect("i2s");
+        let ntok = 128;
+        let x: Vec<f32> = random_bytes(ntok * k, 5)
+            .iter()
+            .map(|&b| b as f32 - 128.0)
+            .collect();
+        let mut q = QuantizedRows::new();
+        q.quantize(&x, k, QuantRule::I2s).expect("quantize");
+        let mut y = vec![0f32; ntok * m];
+        let secs = median_secs(reps, || kern.i2s(&w, &q, &mut y).expect("matmul"));
+        println!(
+            "| I2_S | {m}×{k} | {ntok} | {threads} | {:.3} | {:.2} | {:.1} |",
+            secs * 1e3,
+            (m * k / 4) as f64 / secs / 1e9,
+            2.0 * (m * k * ntok) as f64 / secs / 1e9
+        );
     }
 }
 
