@@ -38,6 +38,7 @@ use super::kernels::Kernels;
 use super::model::DenseMatrix;
 use super::sampling::TopLogits;
 use crate::gguf::GgmlType;
+use half::f16;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 /// Rows per task of the screening pass (the spinning pool balances the tasks).
@@ -80,6 +81,47 @@ pub struct ScreenStats {
     pub full_passes: usize,
 }
 
+/// The refusal of a head value that is not finite.
+fn not_finite(row: usize, col: usize, value: f32) -> Error {
+    Error::Invalid(format!(
+        "lm_head row {row} column {col} is {value}: the head cannot be screened"
+    ))
+}
+
+/// Pass 1 of [`HeadScreen::build`] on F16 rows without converting them: |v| orders like the
+/// bits below the sign (infinities and NaNs above every finite value), so the maxima are taken
+/// on `bits & 0x7FFF` and converted once per column. A maximum at or above the infinity
+/// pattern means the rows hold a non-finite value, which a second scan locates for the error.
+fn f16_column_maxima(
+    head: &DenseMatrix<'_>,
+    rows: std::ops::Range<usize>,
+    maxima: &mut [f32],
+) -> Result<(), Error> {
+    const INFINITY_BITS: u16 = 0x7C00;
+    let cols = maxima.len();
+    let row_bytes = |r: usize| &head.bytes()[r * cols * 2..(r + 1) * cols * 2];
+    let mut bits = vec![0u16; cols];
+    for r in rows.clone() {
+        for (m, c) in bits.iter_mut().zip(row_bytes(r).chunks_exact(2)) {
+            *m = (*m).max(u16::from_le_bytes([c[0], c[1]]) & 0x7FFF);
+        }
+    }
+    if bits.iter().any(|&b| b >= INFINITY_BITS) {
+        for r in rows {
+            for (col, c) in row_bytes(r).chunks_exact(2).enumerate() {
+                let v = f16::from_le_bytes([c[0], c[1]]);
+                if !v.is_finite() {
+                    return Err(not_finite(r, col, v.to_f32()));
+                }
+            }
+        }
+    }
+    for (m, &b) in maxima.iter_mut().zip(&bits) {
+        *m = f16::from_bits(b).to_f32();
+    }
+    Ok(())
+}
+
 impl HeadScreen {
     /// The screening copy of `head`, built on the kernels' threads. Errors for a block-quantized
     /// head (its bytes are already few; there is nothing to screen with) and for weights that
@@ -107,14 +149,15 @@ impl HeadScreen {
         let tasks = rows.div_ceil(ROWS_PER_TASK);
         let mut column_max = vec![0f32; tasks * cols];
         kernels.for_each_row(&mut column_max, cols, |task, maxima| {
+            let task_rows = task * ROWS_PER_TASK..((task + 1) * ROWS_PER_TASK).min(rows);
+            if head.ggml_type() == GgmlType::F16 {
+                return f16_column_maxima(head, task_rows, maxima);
+            }
             let mut row = vec![0f32; cols];
-            for r in task * ROWS_PER_TASK..((task + 1) * ROWS_PER_TASK).min(rows) {
+            for r in task_rows {
                 head.row_to_f32(r, &mut row);
                 if let Some(bad) = row.iter().position(|v| !v.is_finite()) {
-                    return Err(Error::Invalid(format!(
-                        "lm_head row {r} column {bad} is {}: the head cannot be screened",
-                        row[bad]
-                    )));
+                    return Err(not_finite(r, bad, row[bad]));
                 }
                 for (m, &v) in maxima.iter_mut().zip(&row) {
                     *m = m.max(v.abs());
@@ -568,5 +611,43 @@ mod tests {
         let head = head_of(&bytes, GgmlType::F32, 8, 16);
         let err = HeadScreen::build(&head, &kernels).unwrap_err().to_string();
         assert!(err.contains("row 5"), "{err}");
+        // F16 takes its column maxima on the bits: a NaN or an infinity of either sign is
+        // still found, and named by row and column.
+        for bad in [f32::NAN, -f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            let mut w = vec![-0.25f32; 1100 * 16];
+            w[1030 * 16 + 7] = bad;
+            let bytes = encode(GgmlType::F16, &w);
+            let head = head_of(&bytes, GgmlType::F16, 1100, 16);
+            let err = HeadScreen::build(&head, &kernels).unwrap_err().to_string();
+            assert!(err.contains("row 1030 column 7"), "{err}");
+        }
+    }
+
+    #[test]
+    fn f16_column_maxima_equal_the_converted_values() {
+        // Signs, subnormals, zero columns and the largest finite f16, over two tasks of rows.
+        let (rows, cols) = (1500, 12);
+        let values: Vec<f32> = (0..rows * cols)
+            .map(|i| {
+                let (r, c) = (i / cols, i % cols);
+                match c {
+                    0 => 0.0,
+                    1 => -(r as f32) * 1e-3,
+                    2 => 6e-8 * (r % 7) as f32,
+                    3 if r == 1234 => -65504.0,
+                    _ => ((r * 31 + c * 17) % 101) as f32 / 50.0 - 1.0,
+                }
+            })
+            .collect();
+        let bytes = encode(GgmlType::F16, &values);
+        let head = head_of(&bytes, GgmlType::F16, rows, cols);
+        let screen = HeadScreen::build(&head, &Kernels::new(2, None).unwrap()).unwrap();
+        for c in 0..cols {
+            let max = (0..rows)
+                .map(|r| f16::from_f32(values[r * cols + c]).to_f32().abs())
+                .fold(0f32, f32::max);
+            let expected = if max > 0.0 { f64::from(max) } else { 1.0 };
+            assert_eq!(screen.column_scales[c], expected, "column {c}");
+        }
     }
 }

@@ -314,13 +314,16 @@ impl<'a> DenseMatrix<'a> {
             }
             GgmlType::F16 => {
                 // Through `half`'s slice conversion (F16C when the CPU has it): the screened
-                // head converts the whole lm_head once at load.
+                // head converts the whole lm_head once at load. A stack buffer per 256 values
+                // instead of a heap copy of every row.
                 let row = &self.bytes[r * k * 2..(r + 1) * k * 2];
-                let halves: Vec<f16> = row
-                    .chunks_exact(2)
-                    .map(|c| f16::from_le_bytes([c[0], c[1]]))
-                    .collect();
-                halves.convert_to_f32_slice(&mut out[..k]);
+                let mut halves = [f16::ZERO; 256];
+                for (bytes, out) in row.chunks(2 * halves.len()).zip(out[..k].chunks_mut(256)) {
+                    for (h, c) in halves.iter_mut().zip(bytes.chunks_exact(2)) {
+                        *h = f16::from_le_bytes([c[0], c[1]]);
+                    }
+                    halves[..out.len()].convert_to_f32_slice(out);
+                }
             }
             GgmlType::BF16 => {
                 for (o, c) in out.iter_mut().zip(self.bytes[r * k * 2..].chunks_exact(2)) {
