@@ -51,3 +51,5 @@ mod run_parity;
 mod run_screen;
 // Our own conversions of ref-tiny through bitnet-run.
 mod run_own_conversions;
+// Damaged models through load, tokenizer and generation (no panics).
+mod run_mutation;
