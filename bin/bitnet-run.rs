@@ -46,6 +46,12 @@ struct Common {
     /// KV cache precision: f32 (default; transformers' arithmetic) or f16 (llama.cpp's).
     #[arg(long, value_enum, default_value = "f32")]
     kv_cache: KvArg,
+}
+
+/// How the file is brought into memory: every command but `parity`, which always maps the file
+/// and runs its own kernels, since its job is to check them.
+#[derive(Args, Clone)]
+struct Loading {
     /// Re-pack weights at load for the fastest kernels (the file is not changed): TL1/TL2/
     /// TQ1_0/TQ2_0 projections are kept as I2_S in memory, a Q4_0 lm_head interleaved by 8
     /// rows. Same outputs, faster.
@@ -56,10 +62,15 @@ struct Common {
     /// the file in memory.
     #[arg(long)]
     no_mmap: bool,
-    /// Generation (greedy or top-k sampling) and bench's tg: keep an 8-bit copy of an F16/BF16/
-    /// F32 lm_head and compute in full only the rows that can be among the top k. The tokens
-    /// are the same (exact, not approximated); decode reads ~0.3 GB less per token on 2B-4T,
-    /// for 0.33 GB more memory. Logits, parity and perplexity always run the full head.
+}
+
+/// `generate` and `bench`, which need only the top of the logits.
+#[derive(Args, Clone)]
+struct Screening {
+    /// Keep an 8-bit copy of an F16/BF16/F32 lm_head and compute in full only the rows that
+    /// can be among the top k (greedy or top-k sampling; bench's tg decodes greedily). The
+    /// tokens are the same (exact, not approximated); decode reads ~0.3 GB less per token on
+    /// 2B-4T, for 0.33 GB more memory.
     #[arg(long)]
     screen_head: bool,
 }
@@ -113,6 +124,10 @@ enum Command {
         chat: bool,
         #[command(flatten)]
         common: Common,
+        #[command(flatten)]
+        loading: Loading,
+        #[command(flatten)]
+        screening: Screening,
     },
     /// Write the logits of every position to a safetensors file (tensor "logits").
     Logits {
@@ -127,6 +142,8 @@ enum Command {
         output: PathBuf,
         #[command(flatten)]
         common: Common,
+        #[command(flatten)]
+        loading: Loading,
     },
     /// Teacher-forced logits against reference logits or a second model.
     Parity {
@@ -161,6 +178,8 @@ enum Command {
         ctx: usize,
         #[command(flatten)]
         common: Common,
+        #[command(flatten)]
+        loading: Loading,
     },
     /// Prompt (pp) and generation (tg) throughput, median over repetitions.
     Bench {
@@ -179,6 +198,10 @@ enum Command {
         json: bool,
         #[command(flatten)]
         common: Common,
+        #[command(flatten)]
+        loading: Loading,
+        #[command(flatten)]
+        screening: Screening,
     },
 }
 
@@ -239,19 +262,19 @@ fn report_model(model: &Model<'_>, path: &Path, kernels: &Kernels) {
     }
 }
 
-/// Opens `path`, loads its model, the kernels `common` asks for and (with `--screen-head`) the
-/// lm_head's screening copy, reports them on stderr, and runs `f` on them.
+/// Opens `path` as `loading` says, loads its model, the kernels `common` asks for and (with
+/// `screen_head`) the lm_head's screening copy, reports them on stderr, and runs `f` on them.
 fn with_model<T>(
     path: &Path,
-    common: &Common,
+    (common, loading, screen_head): (&Common, &Loading, bool),
     f: impl FnOnce(&GgufFile<'_>, &Model<'_>, &Kernels, Option<&HeadScreen>) -> Result<T>,
 ) -> Result<T> {
     let kernels = kernels(common)?;
-    let map = load_file(path, common.no_mmap)?;
+    let map = load_file(path, loading.no_mmap)?;
     let file = GgufFile::parse(&map)?;
     let opts = load_options(common)?;
     let model = Model::load(&file, &opts)?;
-    let repack = match common.repack {
+    let repack = match loading.repack {
         true => Some(Repack::build(&file, &model)?),
         false => None,
     };
@@ -263,7 +286,7 @@ fn with_model<T>(
     if let Some(repack) = &repack {
         eprintln!("bitnet-run: {}", repack.summary());
     }
-    let screen = match common.screen_head {
+    let screen = match screen_head {
         true => head_screen(&model, &kernels),
         false => None,
     };
@@ -302,45 +325,56 @@ fn run(cli: Cli) -> Result<u8> {
             seed,
             chat,
             common,
+            loading,
+            screening,
         } => {
-            with_model(&model, &common, |file, m, kernels, screen| {
-                let tok = tokenizer_from_gguf(file)?;
-                let format = PromptFormat::from_file(file, chat)?;
-                let ids = encode_user_prompt(&tok, &prompt, format)?;
-                let budget = GenerationBudget::new(ids.len(), n_predict, m.hparams.context_length);
-                let mut session =
-                    Session::with_kv_precision(m, kernels, budget.capacity, common.kv_precision());
-                session.set_head_screen(screen);
-                let mut decoder = StreamDecoder::new(true);
-                let mut out = std::io::stdout().lock();
-                let params = SamplingParams {
-                    temperature: temp,
-                    top_k,
-                    top_p,
-                    seed,
-                };
-                let stats = generate::generate(
-                    &mut session,
-                    &ids,
-                    budget.new_tokens,
-                    params,
-                    |id| tok.is_end_of_generation(id),
-                    |id| {
-                        let piece = decoder.push(&tok, id)?;
-                        // A closed stdout (e.g. `| head`) ends generation quietly.
-                        Ok(out
-                            .write_all(piece.as_bytes())
-                            .and_then(|_| out.flush())
-                            .is_ok())
-                    },
-                )?;
-                let _ = writeln!(out, "{}", decoder.finish());
-                eprintln!("bitnet-run: {}", generation_summary(&stats));
-                if screen.is_some() {
-                    eprintln!("bitnet-run: {}", screen_summary(&session.screen_stats()));
-                }
-                Ok(0)
-            })
+            with_model(
+                &model,
+                (&common, &loading, screening.screen_head),
+                |file, m, kernels, screen| {
+                    let tok = tokenizer_from_gguf(file)?;
+                    let format = PromptFormat::from_file(file, chat)?;
+                    let ids = encode_user_prompt(&tok, &prompt, format)?;
+                    let budget =
+                        GenerationBudget::new(ids.len(), n_predict, m.hparams.context_length);
+                    let mut session = Session::with_kv_precision(
+                        m,
+                        kernels,
+                        budget.capacity,
+                        common.kv_precision(),
+                    );
+                    session.set_head_screen(screen);
+                    let mut decoder = StreamDecoder::new(true);
+                    let mut out = std::io::stdout().lock();
+                    let params = SamplingParams {
+                        temperature: temp,
+                        top_k,
+                        top_p,
+                        seed,
+                    };
+                    let stats = generate::generate(
+                        &mut session,
+                        &ids,
+                        budget.new_tokens,
+                        params,
+                        |id| tok.is_end_of_generation(id),
+                        |id| {
+                            let piece = decoder.push(&tok, id)?;
+                            // A closed stdout (e.g. `| head`) ends generation quietly.
+                            Ok(out
+                                .write_all(piece.as_bytes())
+                                .and_then(|_| out.flush())
+                                .is_ok())
+                        },
+                    )?;
+                    let _ = writeln!(out, "{}", decoder.finish());
+                    eprintln!("bitnet-run: {}", generation_summary(&stats));
+                    if screen.is_some() {
+                        eprintln!("bitnet-run: {}", screen_summary(&session.screen_stats()));
+                    }
+                    Ok(0)
+                },
+            )
         }
         Command::Logits {
             model,
@@ -348,7 +382,8 @@ fn run(cli: Cli) -> Result<u8> {
             text,
             output,
             common,
-        } => with_model(&model, &common, |file, m, kernels, _| {
+            loading,
+        } => with_model(&model, (&common, &loading, false), |file, m, kernels, _| {
             let input = match (&tokens, &text) {
                 (Some(list), _) => TokenInput::Ids(list),
                 (None, Some(text)) => TokenInput::Text(text),
@@ -417,7 +452,8 @@ fn run(cli: Cli) -> Result<u8> {
             file: text_path,
             ctx,
             common,
-        } => with_model(&model, &common, |file, m, kernels, _| {
+            loading,
+        } => with_model(&model, (&common, &loading, false), |file, m, kernels, _| {
             let tok = tokenizer_from_gguf(file)?;
             let text = std::fs::read_to_string(&text_path)
                 .with_context(|| format!("reading {}", text_path.display()))?;
@@ -435,21 +471,27 @@ fn run(cli: Cli) -> Result<u8> {
             repetitions,
             json,
             common,
-        } => with_model(&model, &common, |_file, m, kernels, screen| {
-            let mut session = Session::with_kv_precision(
-                m,
-                kernels,
-                prompt.max(n_gen).max(1),
-                common.kv_precision(),
-            );
-            session.set_head_screen(screen);
-            let r = bench::bench(&mut session, prompt, n_gen, repetitions)?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&r)?);
-            } else {
-                println!("{}", bench_table(&r, kernels));
-            }
-            Ok(0)
-        }),
+            loading,
+            screening,
+        } => with_model(
+            &model,
+            (&common, &loading, screening.screen_head),
+            |_file, m, kernels, screen| {
+                let mut session = Session::with_kv_precision(
+                    m,
+                    kernels,
+                    prompt.max(n_gen).max(1),
+                    common.kv_precision(),
+                );
+                session.set_head_screen(screen);
+                let r = bench::bench(&mut session, prompt, n_gen, repetitions)?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&r)?);
+                } else {
+                    println!("{}", bench_table(&r, kernels));
+                }
+                Ok(0)
+            },
+        ),
     }
 }

@@ -225,6 +225,31 @@ fn screen_head_flag_keeps_the_generated_text() {
 }
 
 #[test]
+fn commands_refuse_the_flags_they_would_ignore() {
+    // parity maps the file and runs its own kernels (its job is to check them); logits and
+    // perplexity need every logit. A flag they took without effect would mislead.
+    let model = "fixtures/ref-tiny/gguf/ref-tiny-i2_s.gguf";
+    for (args, flag) in [
+        (&["parity", model, "--reference", REFERENCE][..], "--repack"),
+        (&["parity", model, "--reference", REFERENCE], "--no-mmap"),
+        (
+            &["parity", model, "--reference", REFERENCE],
+            "--screen-head",
+        ),
+        (
+            &["logits", model, "--tokens", "1,2", "-o", "/dev/null"],
+            "--screen-head",
+        ),
+        (&["perplexity", model, "README.md"], "--screen-head"),
+    ] {
+        let out = bitnet_run().args(args).arg(flag).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?} {flag}: {stderr}");
+        assert!(stderr.contains(flag), "{stderr}");
+    }
+}
+
+#[test]
 fn logits_command_writes_the_reference_shape() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("l.safetensors");
