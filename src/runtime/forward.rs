@@ -297,10 +297,16 @@ impl<'a> Session<'a> {
         s.att.resize(n * qd, 0.0);
         let (pos, cache, q) = (self.pos, &*cache, &s.q);
         let heads = (hp.head_count, hp.head_count_kv, hd);
-        k.for_each_row(&mut s.att, qd, |t, out| {
+        // One task per (token, head): a single decoded token's heads spread over the threads
+        // too (as one task per token, attention was serial in decode and the other threads
+        // waited, longer as the cache grows).
+        k.for_each_row(&mut s.att, hd, |i, out| {
+            let (t, h) = (i / hp.head_count, i % hp.head_count);
             let mut scores = vec![0f32; pos + t + 1];
             let q_t = &q[t * qd..(t + 1) * qd];
-            cache.attend(k, q_t, pos + t + 1, heads, out, &mut scores)?;
+            cache.attend(k, q_t, pos + t + 1, heads, h, out, &mut scores)
+        })?;
+        k.for_each_row(&mut s.att, qd, |_, out| {
             rms_norm_in_place(out, &w.attn_sub_norm, eps);
             Ok::<(), Error>(())
         })?;

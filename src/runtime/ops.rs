@@ -189,10 +189,12 @@ impl KvCache {
     }
 
     /// Causal grouped-query attention of one query position over the first `n_pos` cached
-    /// positions. `q` holds `n_head` heads of `head_dim`; query head `h` reads kv head
-    /// `h / (n_head / n_head_kv)`. An F16 cache rounds the query and the attention weights to
-    /// F16 (ggml's F16 dot and F16 `kq`); the softmax is in f32. `scores` must hold `n_pos`
-    /// floats.
+    /// positions, for the query heads `first_head..` that `out` has room for (`out.len() /
+    /// head_dim` of them, so one call can do every head or a share of them). `q` holds all
+    /// `n_head` heads of `head_dim`; query head `h` reads kv head `h / (n_head / n_head_kv)`.
+    /// An F16 cache rounds the query and the attention weights to F16 (ggml's F16 dot and F16
+    /// `kq`); the softmax is in f32. `scores` must hold `n_pos` floats. Each head's result does
+    /// not depend on which call computed it.
     #[allow(clippy::too_many_arguments)]
     pub fn attend(
         &self,
@@ -200,14 +202,17 @@ impl KvCache {
         q: &[f32],
         n_pos: usize,
         (n_head, n_head_kv, head_dim): (usize, usize, usize),
+        first_head: usize,
         out: &mut [f32],
         scores: &mut [f32],
     ) -> Result<(), KernelError> {
+        let heads = out.len().checked_div(head_dim).unwrap_or(0);
         let heads_fit = n_head_kv > 0
             && n_head % n_head_kv == 0
             && n_head_kv * head_dim <= self.kv_dim
             && q.len() >= n_head * head_dim
-            && out.len() >= n_head * head_dim;
+            && out.len() == heads * head_dim
+            && first_head + heads <= n_head;
         if n_pos == 0 || n_pos > self.len || scores.len() < n_pos || !heads_fit {
             return Err(KernelError::SizeMismatch {
                 what: "attention: positions (1..=cached, scores for each) and heads fitting q, out and the cache",
@@ -221,7 +226,7 @@ impl KvCache {
         let scale = 1.0 / (head_dim as f32).sqrt();
         let scores = &mut scores[..n_pos];
         let used = n_pos * stride;
-        for (h, o) in out.chunks_exact_mut(head_dim).take(n_head).enumerate() {
+        for (o, h) in out.chunks_exact_mut(head_dim).zip(first_head..) {
             // Head kv's rows: `head_dim` values every `stride` bytes.
             let at = h / group * head_dim * elem;
             // The (rounded) query goes in the output slice, which is overwritten below.
@@ -284,16 +289,16 @@ mod tests {
             let mut out = [0.0f32; 8];
             let mut scratch = [0.0f32; 8];
             cache
-                .attend(&kernels, &q, 1, (2, 1, 4), &mut out, &mut scratch)
+                .attend(&kernels, &q, 1, (2, 1, 4), 0, &mut out, &mut scratch)
                 .unwrap();
             assert_eq!(out, [0.25, -0.5, 1.0, 2.0, 0.25, -0.5, 1.0, 2.0]);
             // More positions than cached, or more kv heads than the cache holds: errors.
             let mut big = [0.0f32; 8];
             assert!(cache
-                .attend(&kernels, &q, 2, (2, 1, 4), &mut out, &mut big)
+                .attend(&kernels, &q, 2, (2, 1, 4), 0, &mut out, &mut big)
                 .is_err());
             assert!(cache
-                .attend(&kernels, &q, 1, (2, 2, 4), &mut out, &mut big)
+                .attend(&kernels, &q, 1, (2, 2, 4), 0, &mut out, &mut big)
                 .is_err());
         }
     }
