@@ -6,7 +6,7 @@
 //! (`tl1.md` §6.1, `tl2.md` §6.1) exists only to reproduce upstream's kernel vectors.
 
 use super::{cache_aligned, cache_aligned_mut, Error, Kernels, SharedOut};
-use crate::layout::round_half_even;
+use crate::layout::{round_half_even, round_half_even_small};
 
 /// Activation rows quantized to int8, one scale per row.
 ///
@@ -122,18 +122,44 @@ impl QuantizedRows {
 /// bitnet.cpp's I2_S activation rule for one row; returns `(sa, Σq)`. `q.len()` must equal
 /// `x.len()` (extra entries are left untouched).
 pub fn quantize_row_i2s_rule(x: &[f32], q: &mut [i8]) -> (f32, i32) {
-    let amax = x.iter().fold(0.0f64, |m, &v| m.max(f64::from(v.abs())));
-    let amax = amax.max(1e-5);
+    let amax = f64::from(abs_max(x)).max(1e-5);
     let sa = (127.0 / amax) as f32;
+    // |x·sa| ≤ 127 when x is finite, where the branch-free rounding is exact; a value outside
+    // its range (only from an infinite or NaN activation) sends the row through the general
+    // rounding, so both give the same integers.
     let mut sum = 0i32;
+    let mut outside = false;
     for (qi, &xi) in q.iter_mut().zip(x) {
+        let scaled = xi * sa;
+        outside |= scaled.is_nan() | (scaled.abs() >= 2_097_152.0);
         // The clamp is the spec's.
-        let v = round_half_even(xi * sa);
-        let v = v.clamp(-128, 127);
+        let v = round_half_even_small(scaled).clamp(-128, 127);
         *qi = v as i8;
         sum += v;
     }
+    if outside {
+        sum = 0;
+        for (qi, &xi) in q.iter_mut().zip(x) {
+            let v = round_half_even(xi * sa).clamp(-128, 127);
+            *qi = v as i8;
+            sum += v;
+        }
+    }
     (sa, sum)
+}
+
+/// `max |v|` over `x` (0 for an empty slice; NaNs are skipped, as `f32::max` does), in 8
+/// lanes so it vectorizes: the maximum does not depend on the order.
+fn abs_max(x: &[f32]) -> f32 {
+    let mut lanes = [0f32; 8];
+    let chunks = x.chunks_exact(8);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for (l, &v) in lanes.iter_mut().zip(c) {
+            *l = l.max(v.abs());
+        }
+    }
+    tail.iter().chain(&lanes).fold(0f32, |m, &v| m.max(v.abs()))
 }
 
 /// The TL1/TL2 kernels' own rule for one row; returns `(lut_scale, Σq)`.
@@ -170,6 +196,72 @@ mod tests {
         let (sa, _) = quantize_row_i2s_rule(&[0.0, 0.0], &mut q);
         assert_eq!(sa, (127.0f64 / 1e-5) as f32);
         assert_eq!(q, [0, 0]);
+    }
+
+    /// The rule as written in the spec, one value at a time: what the vectorized row must equal.
+    fn i2s_rule_reference(x: &[f32], q: &mut [i8]) -> (f32, i32) {
+        let amax = x.iter().fold(0.0f64, |m, &v| m.max(f64::from(v.abs())));
+        let sa = (127.0 / amax.max(1e-5)) as f32;
+        let mut sum = 0;
+        for (qi, &xi) in q.iter_mut().zip(x) {
+            let v = round_half_even(xi * sa).clamp(-128, 127);
+            *qi = v as i8;
+            sum += v;
+        }
+        (sa, sum)
+    }
+
+    #[test]
+    fn i2s_rule_equals_the_reference_on_every_kind_of_row() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let specials = [
+            0.0,
+            -0.0,
+            1e-45,
+            -3e-39,
+            0.5,
+            -2.5,
+            1e30,
+            -f32::MAX,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+        ];
+        for len in [0usize, 1, 7, 8, 9, 64, 2560, 6913] {
+            for case in 0..24 {
+                let x: Vec<f32> = (0..len)
+                    .map(|_| {
+                        let r = next();
+                        match case % 4 {
+                            // Random bits: every exponent, NaNs and infinities included.
+                            0 => f32::from_bits(r as u32),
+                            // Activations as they come: a few units around zero.
+                            1 => (r % 20_001) as f32 / 1000.0 - 10.0,
+                            // Ties at the rounding points once scaled.
+                            2 => ((r % 255) as f32 - 127.0) / 2.0,
+                            // Mostly ordinary values with a special one here and there.
+                            _ if r % 17 == 0 => specials[(r >> 8) as usize % specials.len()],
+                            _ => (r % 1000) as f32 * 1e-3,
+                        }
+                    })
+                    .collect();
+                let (mut q, mut expected) = (vec![0i8; len], vec![0i8; len]);
+                let got = quantize_row_i2s_rule(&x, &mut q);
+                let want = i2s_rule_reference(&x, &mut expected);
+                assert_eq!(
+                    got.0.to_bits(),
+                    want.0.to_bits(),
+                    "scale, len {len} case {case}"
+                );
+                assert_eq!((got.1, &q), (want.1, &expected), "len {len} case {case}");
+            }
+        }
     }
 
     #[test]
