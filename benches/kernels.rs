@@ -26,6 +26,18 @@ fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
+/// `tokens` rows of K random activations (integers −128..127), quantized with the runtime's
+/// I2_S rule.
+fn random_activations(tokens: usize, k: usize) -> QuantizedRows {
+    let x: Vec<f32> = random_bytes(tokens * k, 5)
+        .iter()
+        .map(|&b| b as f32 - 128.0)
+        .collect();
+    let mut q = QuantizedRows::new();
+    q.quantize(&x, k, QuantRule::I2s).expect("quantize");
+    q
+}
+
 /// The 2B-4T projection shapes (M×K): q/o, k/v, gate/up, down.
 const SHAPES: [(usize, usize); 4] = [(2560, 2560), (640, 2560), (6912, 2560), (2560, 6912)];
 
@@ -89,12 +101,7 @@ fn cold_gemv(threads: usize) {
         .iter()
         .map(|b| I2sWeights::new(b, shape).expect("i2s"))
         .collect();
-    let x: Vec<f32> = random_bytes(k, 5)
-        .iter()
-        .map(|&b| b as f32 - 128.0)
-        .collect();
-    let mut q = QuantizedRows::new();
-    q.quantize(&x, k, QuantRule::I2s).expect("quantize");
+    let q = random_activations(1, k);
     let mut y = vec![0f32; m];
     let secs = median_secs(7, || {
         for w in &ws {
@@ -165,12 +172,7 @@ fn main() {
             let w_tl2 = Tl2Weights::new(&tl2, shape, tl2_tiling(m, k)).expect("tl2");
             let w_tq2 = Tq2_0Weights::new(&tq2, shape).expect("tq2");
             for ntok in [1usize, 128] {
-                let x: Vec<f32> = random_bytes(ntok * k, 5)
-                    .iter()
-                    .map(|&b| b as f32 - 128.0)
-                    .collect();
-                let mut q = QuantizedRows::new();
-                q.quantize(&x, k, QuantRule::I2s).expect("quantize");
+                let q = random_activations(ntok, k);
                 let mut y = vec![0f32; ntok * m];
                 let reps = match (quick, ntok) {
                     (true, _) => 3,
@@ -217,12 +219,7 @@ fn i2s_gemm(threads: usize, reps: usize) {
             .collect();
         let w = I2sWeights::new(&i2s, shape).expect("i2s");
         let ntok = 128;
-        let x: Vec<f32> = random_bytes(ntok * k, 5)
-            .iter()
-            .map(|&b| b as f32 - 128.0)
-            .collect();
-        let mut q = QuantizedRows::new();
-        q.quantize(&x, k, QuantRule::I2s).expect("quantize");
+        let q = random_activations(ntok, k);
         let mut y = vec![0f32; ntok * m];
         let secs = median_secs(reps, || kern.i2s(&w, &q, &mut y).expect("matmul"));
         println!(

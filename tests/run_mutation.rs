@@ -8,6 +8,7 @@
 //! edge-case numbers, strings and arrays get corrupted elements and lengths, and tensor bytes
 //! get garbage.
 
+use super::gguf_mutation::Rng;
 use super::run_common::{gguf_path, kernel_config};
 use bitnet_gguf::gguf::{GgufFile, Value};
 use bitnet_gguf::layout::kernel_config::KernelConfig;
@@ -17,20 +18,6 @@ use bitnet_gguf::runtime::sampling::SamplingParams;
 use bitnet_gguf::runtime::tokenizer::StreamDecoder;
 use bitnet_gguf::runtime::{generate, tokenizer_from_gguf};
 use bitnet_gguf::runtime::{HeadScreen, LoadOptions, Model, Repack, Session};
-
-/// xorshift64*: deterministic, no dependency.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
 
 /// What one damaged file reached, counted so the test can show the damage got past the parser.
 #[derive(Default, Debug)]
