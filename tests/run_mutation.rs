@@ -55,11 +55,14 @@ fn exercise(bytes: &[u8], config: &Option<KernelConfig>, kernels: &Kernels, reac
         temperature: 0.0,
         ..SamplingParams::default()
     };
+    // Top-k sampling (k = 40, p = 0.95 by default) through the screen when there is one.
+    let sampled = SamplingParams {
+        temperature: 0.8,
+        seed: 7,
+        ..SamplingParams::default()
+    };
     let screen = HeadScreen::build(&model.output, kernels).ok();
-    for (params, screened) in [
-        (greedy, false),
-        (SamplingParams::default(), screen.is_some()),
-    ] {
+    for (params, screened) in [(greedy, false), (sampled, screen.is_some())] {
         let mut session = Session::new(&model, kernels, budget.capacity);
         if screened {
             session.set_head_screen(screen.as_ref());
