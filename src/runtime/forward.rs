@@ -209,6 +209,19 @@ impl<'a> Session<'a> {
             h.clear();
             h.push(s.x.clone());
         }
+        // The rotary angles of the new positions, once for all layers (each angle is a `cosf`
+        // and a `sinf`: 64 pairs per position and layer were 4.6 µs of decode's serial work).
+        let half = hp.rope_dims / 2;
+        s.cos.resize(n * half, 0.0);
+        s.sin.resize(n * half, 0.0);
+        for (t, (cos, sin)) in s
+            .cos
+            .chunks_exact_mut(half)
+            .zip(s.sin.chunks_exact_mut(half))
+            .enumerate()
+        {
+            self.rope.angles(self.pos + t, cos, sin);
+        }
         let result = (|| {
             for (l, layer) in model.layers.iter().enumerate() {
                 self.layer(l, layer, n, &mut s)?;
@@ -277,15 +290,18 @@ impl<'a> Session<'a> {
         w.attn_q.matmul(k, &s.quant, &mut s.dense, &mut s.q)?;
         w.attn_k.matmul(k, &s.quant, &mut s.dense, &mut s.k)?;
         w.attn_v.matmul(k, &s.quant, &mut s.dense, &mut s.v)?;
-        s.cos.resize(hp.rope_dims / 2, 0.0);
-        s.sin.resize(hp.rope_dims / 2, 0.0);
         let cache = &mut self.caches[l];
+        let half = hp.rope_dims / 2;
         for t in 0..n {
-            self.rope.angles(self.pos + t, &mut s.cos, &mut s.sin);
+            // Filled by `run` for positions pos..pos+n.
+            let (cos, sin) = (
+                &s.cos[t * half..(t + 1) * half],
+                &s.sin[t * half..(t + 1) * half],
+            );
             self.rope
-                .apply(&mut s.q[t * qd..(t + 1) * qd], hd, &s.cos, &s.sin);
+                .apply(&mut s.q[t * qd..(t + 1) * qd], hd, cos, sin);
             self.rope
-                .apply(&mut s.k[t * kvd..(t + 1) * kvd], hd, &s.cos, &s.sin);
+                .apply(&mut s.k[t * kvd..(t + 1) * kvd], hd, cos, sin);
             let (key, value) = (&s.k[t * kvd..(t + 1) * kvd], &s.v[t * kvd..(t + 1) * kvd]);
             if !cache.push(key, value) {
                 return Err(Error::ContextFull {
