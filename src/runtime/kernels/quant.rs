@@ -138,14 +138,20 @@ pub fn quantize_row_i2s_rule(x: &[f32], q: &mut [i8]) -> (f32, i32) {
         sum += v;
     }
     if outside {
-        sum = 0;
-        for (qi, &xi) in q.iter_mut().zip(x) {
-            let v = round_half_even(xi * sa).clamp(-128, 127);
-            *qi = v as i8;
-            sum += v;
-        }
+        sum = round_into(x, sa, q);
     }
     (sa, sum)
+}
+
+/// `q = clamp(rne(x·scale), −128, 127)` value by value with the general rounding; returns Σq.
+fn round_into(x: &[f32], scale: f32, q: &mut [i8]) -> i32 {
+    let mut sum = 0i32;
+    for (qi, &xi) in q.iter_mut().zip(x) {
+        let v = round_half_even(xi * scale).clamp(-128, 127);
+        *qi = v as i8;
+        sum += v;
+    }
+    sum
 }
 
 /// `max |v|` over `x` (0 for an empty slice; NaNs are skipped, as `f32::max` does), in 8
@@ -164,15 +170,8 @@ fn abs_max(x: &[f32]) -> f32 {
 
 /// The TL1/TL2 kernels' own rule for one row; returns `(lut_scale, Σq)`.
 pub fn quantize_row_lut_rule(x: &[f32], q: &mut [i8]) -> (f32, i32) {
-    let amax = x.iter().fold(0.0f32, |m, &v| m.max(v.abs()));
-    let lut_scale = 127.0f32 / amax;
-    let mut sum = 0i32;
-    for (qi, &xi) in q.iter_mut().zip(x) {
-        let v = round_half_even(xi * lut_scale).clamp(-128, 127);
-        *qi = v as i8;
-        sum += v;
-    }
-    (lut_scale, sum)
+    let lut_scale = 127.0f32 / abs_max(x);
+    (lut_scale, round_into(x, lut_scale, q))
 }
 
 #[cfg(test)]
