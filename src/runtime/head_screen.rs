@@ -34,7 +34,7 @@
 //! the f64 arithmetic of the copy and of the bound itself.
 
 use super::error::Error;
-use super::kernels::Kernels;
+use super::kernels::{Isa, Kernels};
 use super::model::DenseMatrix;
 use super::sampling::TopLogits;
 use crate::gguf::GgmlType;
@@ -93,6 +93,7 @@ fn not_finite(row: usize, col: usize, value: f32) -> Error {
 /// on `bits & 0x7FFF` and converted once per column. A maximum at or above the infinity
 /// pattern means the rows hold a non-finite value, which a second scan locates for the error.
 fn f16_column_maxima(
+    isa: Isa,
     head: &DenseMatrix<'_>,
     rows: std::ops::Range<usize>,
     maxima: &mut [f32],
@@ -102,9 +103,7 @@ fn f16_column_maxima(
     let row_bytes = |r: usize| &head.bytes()[r * cols * 2..(r + 1) * cols * 2];
     let mut bits = vec![0u16; cols];
     for r in rows.clone() {
-        for (m, c) in bits.iter_mut().zip(row_bytes(r).chunks_exact(2)) {
-            *m = (*m).max(u16::from_le_bytes([c[0], c[1]]) & 0x7FFF);
-        }
+        max_magnitude_bits(isa, row_bytes(r), &mut bits);
     }
     if bits.iter().any(|&b| b >= INFINITY_BITS) {
         for r in rows {
@@ -120,6 +119,106 @@ fn f16_column_maxima(
         *m = f16::from_bits(b).to_f32();
     }
     Ok(())
+}
+
+/// `fn $name(isa, args…)` running `$body` compiled for AVX2 when `isa` is AVX2 (where the
+/// compiler vectorizes it) and as plain code otherwise: one source, so the same results on every
+/// ISA as long as the body fuses and reorders no float arithmetic.
+macro_rules! vectorized {
+    ($(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),*) $(-> $ret:ty)? $body:block) => {
+        $(#[$doc])*
+        fn $name(isa: Isa, $($arg: $ty),*) $(-> $ret)? {
+            #[inline(always)]
+            fn body($($arg: $ty),*) $(-> $ret)? $body
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx2")]
+            unsafe fn avx2($($arg: $ty),*) $(-> $ret)? {
+                body($($arg),*)
+            }
+            #[cfg(target_arch = "x86_64")]
+            if isa == Isa::Avx2 {
+                // SAFETY: `Isa::Avx2` is only in use where the CPU has AVX2 (`Kernels::new`
+                // refuses it elsewhere).
+                return unsafe { avx2($($arg),*) };
+            }
+            let _ = isa;
+            body($($arg),*)
+        }
+    };
+}
+
+vectorized! {
+    /// `bits[j] = max(bits[j], row[j] & 0x7FFF)` over one F16 row's little-endian bytes.
+    fn max_magnitude_bits(row: &[u8], bits: &mut [u16]) {
+        for (m, c) in bits.iter_mut().zip(row.chunks_exact(2)) {
+            *m = (*m).max(u16::from_le_bytes([c[0], c[1]]) & 0x7FFF);
+        }
+    }
+}
+
+vectorized! {
+    /// One F16 row's little-endian bytes as f32, exactly (infinities and NaNs included). In
+    /// plain integer and float operations, so that it vectorizes: a call into `half`'s
+    /// converter per 8 values was most of the build.
+    fn f16_row_to_f32(row: &[u8], out: &mut [f32]) {
+        // 2¹¹²: the f16 exponent bias (15) moved to f32's (127). Multiplying the magnitude's
+        // bits, placed as an f32, by it is exact for normal and subnormal values alike.
+        const REBIAS: f32 = f32::from_bits((112 + 127) << 23);
+        for (o, c) in out.iter_mut().zip(row.chunks_exact(2)) {
+            let h = u16::from_le_bytes([c[0], c[1]]);
+            let magnitude = u32::from(h & 0x7FFF) << 13;
+            let bits = match h & 0x7C00 == 0x7C00 {
+                true => magnitude | 0x7F80_0000,
+                false => (f32::from_bits(magnitude) * REBIAS).to_bits(),
+            };
+            *o = f32::from_bits(bits | u32::from(h & 0x8000) << 16);
+        }
+    }
+}
+
+vectorized! {
+    /// Pass 2 of [`HeadScreen::build`] for one row: the codes of `row[j] · inverse_columns[j]`
+    /// with one step per row; returns the step and Σ|q|. Max is exact in any order, so the
+    /// lanes give the same step as one running maximum.
+    fn encode_row(row: &[f32], inverse_columns: &[f64], out: &mut [i8]) -> (f64, u32) {
+        // Four running maxima, so they stay in one vector.
+        let mut lanes = [0f64; 4];
+        let whole = row.len() / 4 * 4;
+        for (v, ic) in row[..whole]
+            .chunks_exact(4)
+            .zip(inverse_columns[..whole].chunks_exact(4))
+        {
+            for i in 0..4 {
+                lanes[i] = lanes[i].max((f64::from(v[i]) * ic[i]).abs());
+            }
+        }
+        let max = row[whole..]
+            .iter()
+            .zip(&inverse_columns[whole..])
+            .fold(lanes.iter().fold(0f64, |m, &l| m.max(l)), |m, (&v, &ic)| {
+                m.max((f64::from(v) * ic).abs())
+            });
+        let scale = max / 127.0;
+        if scale <= 0.0 {
+            out.fill(0);
+            return (scale, 0);
+        }
+        // In f64 the reciprocals' errors are far below the bound's 10⁻⁶ slack.
+        let inverse = 1.0 / scale;
+        // Adding 1.5·2⁵² rounds |y| < 2⁵¹ to the nearest integer (ties to even), which then
+        // sits in the low bits of the f64: a rounding that vectorizes, where `as i32` (a
+        // saturating conversion) does not. |y| ≤ 127 up to rounding, so any nearest integer
+        // keeps |w/c − s·q| ≤ s/2, which is all the bound needs.
+        const ROUNDER: f64 = 6_755_399_441_055_744.0;
+        let mut l1 = 0u32;
+        for ((o, &v), &ic) in out.iter_mut().zip(row).zip(inverse_columns) {
+            let y = f64::from(v) * ic * inverse;
+            let q = ((y + ROUNDER).to_bits() as i32).clamp(-127, 127);
+            l1 += q.unsigned_abs();
+            *o = q as i8;
+        }
+        (scale, l1)
+    }
 }
 
 impl HeadScreen {
@@ -151,7 +250,7 @@ impl HeadScreen {
         kernels.for_each_row(&mut column_max, cols, |task, maxima| {
             let task_rows = task * ROWS_PER_TASK..((task + 1) * ROWS_PER_TASK).min(rows);
             if head.ggml_type() == GgmlType::F16 {
-                return f16_column_maxima(head, task_rows, maxima);
+                return f16_column_maxima(kernels.isa(), head, task_rows, maxima);
             }
             let mut row = vec![0f32; cols];
             for r in task_rows {
@@ -185,22 +284,15 @@ impl HeadScreen {
         let code_l1: Vec<AtomicU32> = (0..rows).map(|_| AtomicU32::new(0)).collect();
         kernels.for_each_row(&mut codes, cols, |r, out| {
             let mut row = vec![0f32; cols];
-            head.row_to_f32(r, &mut row);
-            let max = row
-                .iter()
-                .zip(&inverse_columns)
-                .fold(0f64, |m, (&v, &ic)| m.max((f64::from(v) * ic).abs()));
-            let scale = max / 127.0;
-            let mut l1 = 0u32;
-            if scale > 0.0 {
-                // In f64 the reciprocals' errors are far below the bound's 10⁻⁶ slack.
-                let inverse = 1.0 / scale;
-                for ((o, &v), &ic) in out.iter_mut().zip(&row).zip(&inverse_columns) {
-                    let q = round_to_code(f64::from(v) * ic * inverse, 127) as i8;
-                    l1 += u32::from(q.unsigned_abs());
-                    *o = q;
-                }
+            match head.ggml_type() {
+                GgmlType::F16 => f16_row_to_f32(
+                    kernels.isa(),
+                    &head.bytes()[r * cols * 2..][..cols * 2],
+                    &mut row,
+                ),
+                _ => head.row_to_f32(r, &mut row),
             }
+            let (scale, l1) = encode_row(kernels.isa(), &row, &inverse_columns, out);
             scales[r].store(scale.to_bits(), Ordering::Relaxed);
             code_l1[r].store(l1, Ordering::Relaxed);
             Ok::<(), Error>(())
@@ -641,13 +733,74 @@ mod tests {
             .collect();
         let bytes = encode(GgmlType::F16, &values);
         let head = head_of(&bytes, GgmlType::F16, rows, cols);
-        let screen = HeadScreen::build(&head, &Kernels::new(2, None).unwrap()).unwrap();
-        for c in 0..cols {
-            let max = (0..rows)
-                .map(|r| f16::from_f32(values[r * cols + c]).to_f32().abs())
-                .fold(0f32, f32::max);
-            let expected = if max > 0.0 { f64::from(max) } else { 1.0 };
-            assert_eq!(screen.column_scales[c], expected, "column {c}");
+        for kernels in all_kernels() {
+            let screen = HeadScreen::build(&head, &kernels).unwrap();
+            for c in 0..cols {
+                let max = (0..rows)
+                    .map(|r| f16::from_f32(values[r * cols + c]).to_f32().abs())
+                    .fold(0f32, f32::max);
+                let expected = if max > 0.0 { f64::from(max) } else { 1.0 };
+                assert_eq!(screen.column_scales[c], expected, "column {c}");
+            }
+        }
+    }
+
+    fn isas() -> Vec<Isa> {
+        all_kernels().iter().map(Kernels::isa).collect()
+    }
+
+    #[test]
+    fn f16_rows_convert_as_half_does_for_every_bit_pattern() {
+        let bytes: Vec<u8> = (0..=u16::MAX).flat_map(u16::to_le_bytes).collect();
+        for isa in isas() {
+            let mut out = vec![0f32; 1 << 16];
+            f16_row_to_f32(isa, &bytes, &mut out);
+            for (h, &v) in (0..=u16::MAX).zip(&out) {
+                let want = f16::from_bits(h).to_f32();
+                match want.is_nan() {
+                    true => assert!(v.is_nan(), "{h:#06x} on {isa:?}: {v}"),
+                    false => assert_eq!(v.to_bits(), want.to_bits(), "{h:#06x} on {isa:?}"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn row_codes_are_nearest_and_the_same_on_every_isa() {
+        // Lengths around the 4-wide lanes, zero and subnormal values, and the all-zero row.
+        for (len, seed) in [(1, 1), (7, 2), (64, 3), (2563, 4), (9, 5)] {
+            let mut row = uniform(seed, len);
+            row.iter_mut().step_by(5).for_each(|v| *v *= 1e-41);
+            if seed == 5 {
+                row.fill(0.0);
+            }
+            let inverse: Vec<f64> = uniform(seed + 10, len)
+                .iter()
+                .map(|v| 1.5 + f64::from(*v))
+                .collect();
+            let mut results = Vec::new();
+            for isa in isas() {
+                let mut codes = vec![0i8; len];
+                let (scale, l1) = encode_row(isa, &row, &inverse, &mut codes);
+                assert_eq!(
+                    l1,
+                    codes
+                        .iter()
+                        .map(|q| u32::from(q.unsigned_abs()))
+                        .sum::<u32>()
+                );
+                if seed == 5 {
+                    assert_eq!((scale, l1), (0.0, 0));
+                    continue;
+                }
+                assert_eq!(codes.iter().map(|q| q.unsigned_abs()).max(), Some(127));
+                for ((&v, &ic), &q) in row.iter().zip(&inverse).zip(&codes) {
+                    let y = f64::from(v) * ic / scale;
+                    assert!((y - f64::from(q)).abs() <= 0.5 + 1e-9, "{y} coded {q}");
+                }
+                results.push((scale.to_bits(), l1, codes));
+            }
+            assert!(results.windows(2).all(|w| w[0] == w[1]), "length {len}");
         }
     }
 }
