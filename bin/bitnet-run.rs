@@ -4,6 +4,7 @@
 use anyhow::{bail, Context, Result};
 use bitnet_gguf::gguf::{map_file, read_file, GgufFile, MappedFile};
 use bitnet_gguf::layout::kernel_config::KernelConfig;
+use bitnet_gguf::runtime::head_screen::screening_pays;
 use bitnet_gguf::runtime::kernels::{Isa, Kernels};
 use bitnet_gguf::runtime::parity::{self, ParityOptions};
 use bitnet_gguf::runtime::prompt::{encode_user_prompt, evaluation_ids};
@@ -70,9 +71,50 @@ struct Screening {
     /// Keep an 8-bit copy of an F16/BF16/F32 lm_head and compute in full only the rows that
     /// can be among the top k (greedy or top-k sampling; bench's tg decodes greedily). The
     /// tokens are the same (exact, not approximated); decode reads ~0.3 GB less per token on
-    /// 2B-4T, for 0.33 GB more memory.
-    #[arg(long)]
-    screen_head: bool,
+    /// 2B-4T, for 0.33 GB more memory and a build at load (0.3-0.6 s). `auto`, generate's
+    /// default, screens a float head when sampling is greedy or top-k and at least 64 tokens
+    /// are asked for. bench's default is `off`: its tg is compared with llama-bench's, which
+    /// computes every logit. `--screen-head` alone means `on`.
+    #[arg(
+        long,
+        value_enum,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "on",
+        value_name = "WHEN"
+    )]
+    screen_head: Option<ScreenArg>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ScreenArg {
+    Auto,
+    On,
+    Off,
+}
+
+impl Screening {
+    /// What `--screen-head` asks of a run that generates `new_tokens` with a sampler reading
+    /// the `top_k` largest logits (`None`: all), `default` when the flag is absent.
+    fn request(&self, default: ScreenArg, top_k: Option<usize>, new_tokens: usize) -> Screen {
+        match self.screen_head.unwrap_or(default) {
+            ScreenArg::Off => Screen::No,
+            ScreenArg::On => Screen::Yes,
+            ScreenArg::Auto => Screen::IfItPays { top_k, new_tokens },
+        }
+    }
+}
+
+/// Whether [`with_model`] builds the lm_head's screening copy.
+#[derive(Clone, Copy)]
+enum Screen {
+    No,
+    Yes,
+    /// When [`screening_pays`] for the model's head.
+    IfItPays {
+        top_k: Option<usize>,
+        new_tokens: usize,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -262,11 +304,11 @@ fn report_model(model: &Model<'_>, path: &Path, kernels: &Kernels) {
     }
 }
 
-/// Opens `path` as `loading` says, loads its model, the kernels `common` asks for and (with
-/// `screen_head`) the lm_head's screening copy, reports them on stderr, and runs `f` on them.
+/// Opens `path` as `loading` says, loads its model, the kernels `common` asks for and (as
+/// `screen` says) the lm_head's screening copy, reports them on stderr, and runs `f` on them.
 fn with_model<T>(
     path: &Path,
-    (common, loading, screen_head): (&Common, &Loading, bool),
+    (common, loading, screen): (&Common, &Loading, Screen),
     f: impl FnOnce(&GgufFile<'_>, &Model<'_>, &Kernels, Option<&HeadScreen>) -> Result<T>,
 ) -> Result<T> {
     let kernels = kernels(common)?;
@@ -286,7 +328,14 @@ fn with_model<T>(
     if let Some(repack) = &repack {
         eprintln!("bitnet-run: {}", repack.summary());
     }
-    let screen = match screen_head {
+    let build = match screen {
+        Screen::No => false,
+        Screen::Yes => true,
+        Screen::IfItPays { top_k, new_tokens } => {
+            screening_pays(model.output.ggml_type(), top_k, new_tokens)
+        }
+    };
+    let screen = match build {
         true => head_screen(&model, &kernels),
         false => None,
     };
@@ -328,9 +377,16 @@ fn run(cli: Cli) -> Result<u8> {
             loading,
             screening,
         } => {
+            let params = SamplingParams {
+                temperature: temp,
+                top_k,
+                top_p,
+                seed,
+            };
+            let screen = screening.request(ScreenArg::Auto, params.candidates_needed(), n_predict);
             with_model(
                 &model,
-                (&common, &loading, screening.screen_head),
+                (&common, &loading, screen),
                 |file, m, kernels, screen| {
                     let tok = tokenizer_from_gguf(file)?;
                     let format = PromptFormat::from_file(file, chat)?;
@@ -346,12 +402,6 @@ fn run(cli: Cli) -> Result<u8> {
                     session.set_head_screen(screen);
                     let mut decoder = StreamDecoder::new(true);
                     let mut out = std::io::stdout().lock();
-                    let params = SamplingParams {
-                        temperature: temp,
-                        top_k,
-                        top_p,
-                        seed,
-                    };
                     let stats = generate::generate(
                         &mut session,
                         &ids,
@@ -383,32 +433,36 @@ fn run(cli: Cli) -> Result<u8> {
             output,
             common,
             loading,
-        } => with_model(&model, (&common, &loading, false), |file, m, kernels, _| {
-            let input = match (&tokens, &text) {
-                (Some(list), _) => TokenInput::Ids(list),
-                (None, Some(text)) => TokenInput::Text(text),
-                (None, None) => bail!("give --tokens or --text"),
-            };
-            let ids = evaluation_ids(file, input)?;
-            let mut session =
-                Session::with_kv_precision(m, kernels, ids.len(), common.kv_precision());
-            let logits = session.forward(&ids, Logits::All)?;
-            parity::write_f32_tensors(
-                &output,
-                &[(
-                    "logits".into(),
-                    vec![ids.len(), m.hparams.vocab_size],
-                    logits,
-                )],
-            )?;
-            eprintln!(
-                "bitnet-run: wrote logits [{}, {}] to {}",
-                ids.len(),
-                m.hparams.vocab_size,
-                output.display()
-            );
-            Ok(0)
-        }),
+        } => with_model(
+            &model,
+            (&common, &loading, Screen::No),
+            |file, m, kernels, _| {
+                let input = match (&tokens, &text) {
+                    (Some(list), _) => TokenInput::Ids(list),
+                    (None, Some(text)) => TokenInput::Text(text),
+                    (None, None) => bail!("give --tokens or --text"),
+                };
+                let ids = evaluation_ids(file, input)?;
+                let mut session =
+                    Session::with_kv_precision(m, kernels, ids.len(), common.kv_precision());
+                let logits = session.forward(&ids, Logits::All)?;
+                parity::write_f32_tensors(
+                    &output,
+                    &[(
+                        "logits".into(),
+                        vec![ids.len(), m.hparams.vocab_size],
+                        logits,
+                    )],
+                )?;
+                eprintln!(
+                    "bitnet-run: wrote logits [{}, {}] to {}",
+                    ids.len(),
+                    m.hparams.vocab_size,
+                    output.display()
+                );
+                Ok(0)
+            },
+        ),
         Command::Parity {
             model,
             reference,
@@ -453,17 +507,22 @@ fn run(cli: Cli) -> Result<u8> {
             ctx,
             common,
             loading,
-        } => with_model(&model, (&common, &loading, false), |file, m, kernels, _| {
-            let tok = tokenizer_from_gguf(file)?;
-            let text = std::fs::read_to_string(&text_path)
-                .with_context(|| format!("reading {}", text_path.display()))?;
-            let ids = tok.encode(&text, false);
-            let mut session = Session::with_kv_precision(m, kernels, ctx, common.kv_precision());
-            let bos = if tok.add_bos() { tok.bos_id() } else { None };
-            let r = perplexity::perplexity(&mut session, &ids, ctx, bos)?;
-            println!("{}", perplexity_summary(&r));
-            Ok(0)
-        }),
+        } => with_model(
+            &model,
+            (&common, &loading, Screen::No),
+            |file, m, kernels, _| {
+                let tok = tokenizer_from_gguf(file)?;
+                let text = std::fs::read_to_string(&text_path)
+                    .with_context(|| format!("reading {}", text_path.display()))?;
+                let ids = tok.encode(&text, false);
+                let mut session =
+                    Session::with_kv_precision(m, kernels, ctx, common.kv_precision());
+                let bos = if tok.add_bos() { tok.bos_id() } else { None };
+                let r = perplexity::perplexity(&mut session, &ids, ctx, bos)?;
+                println!("{}", perplexity_summary(&r));
+                Ok(0)
+            },
+        ),
         Command::Bench {
             model,
             prompt,
@@ -475,7 +534,11 @@ fn run(cli: Cli) -> Result<u8> {
             screening,
         } => with_model(
             &model,
-            (&common, &loading, screening.screen_head),
+            (
+                &common,
+                &loading,
+                screening.request(ScreenArg::Off, Some(1), n_gen),
+            ),
             |_file, m, kernels, screen| {
                 let mut session = Session::with_kv_precision(
                     m,

@@ -225,6 +225,35 @@ fn screen_head_flag_keeps_the_generated_text() {
 }
 
 #[test]
+fn generate_screens_by_default_when_it_pays() {
+    let model = "fixtures/ref-tiny/gguf/ref-tiny-i2_s.gguf";
+    let generate = |extra: &[&str]| {
+        let args = [&["generate", model, "-p", "The quick brown fox"][..], extra].concat();
+        let (text, stderr) = run_ok(&args);
+        (text, stderr.contains("screened lm_head"))
+    };
+    // Long enough to repay the copy, greedy: screened, with the same text as unscreened.
+    let (text, screened) = generate(&["-n", "64"]);
+    assert!(screened);
+    assert_eq!((text, false), generate(&["-n", "64", "--screen-head=off"]));
+    assert!(generate(&["-n", "64", "--screen-head=auto"]).1);
+    // Too short, or a sampler that reads every logit: not screened unless asked.
+    assert!(!generate(&["-n", "63"]).1);
+    assert!(!generate(&["-n", "64", "--temp", "0.8", "--top-k", "0"]).1);
+    assert!(generate(&["-n", "8", "--screen-head=on"]).1);
+    // bench's default is off (its tg is compared with llama-bench's every-logit tg).
+    let bench = |extra: &[&str]| {
+        let args = [&["bench", model, "-p", "0", "-r", "1", "--json"][..], extra].concat();
+        let (json, _) = run_ok(&args);
+        let r: serde_json::Value = serde_json::from_str(&json).unwrap();
+        !r["screen"].is_null()
+    };
+    assert!(!bench(&["-n", "64"]));
+    assert!(bench(&["-n", "64", "--screen-head=auto"]));
+    assert!(!bench(&["-n", "8", "--screen-head=auto"]));
+}
+
+#[test]
 fn commands_refuse_the_flags_they_would_ignore() {
     // parity maps the file and runs its own kernels (its job is to check them); logits and
     // perplexity need every logit. A flag they took without effect would mislead.

@@ -2,8 +2,12 @@
 //! it, greedy and top-k sampling, on ref-tiny's upstream-written file (F16 head).
 
 use super::run_common::*;
+use bitnet_gguf::gguf::GgmlType;
+use bitnet_gguf::layout::Shape;
 use bitnet_gguf::runtime::generate::{generate, greedy_continuation};
+use bitnet_gguf::runtime::head_screen::SCREEN_TRIAL_TOKENS;
 use bitnet_gguf::runtime::kernels::{Isa, Kernels};
+use bitnet_gguf::runtime::model::DenseMatrix;
 use bitnet_gguf::runtime::parity::read_inputs;
 use bitnet_gguf::runtime::sampling::{SamplingParams, TopLogits};
 use bitnet_gguf::runtime::{HeadScreen, Logits, Model, Session};
@@ -91,5 +95,39 @@ fn screened_head_generates_the_same_tokens() {
         for isa in isas() {
             same_generations(model, &Kernels::new(2, isa).unwrap());
         }
+    });
+}
+
+#[test]
+fn a_screen_that_cannot_help_is_dropped() {
+    with_model("i2_s", |model, _| {
+        // Every row the same: all of them tie for the top, so every screened token would
+        // recompute all rows and then run the full head.
+        let shape = model.output.shape();
+        let row: Vec<u8> = (0..shape.cols)
+            .flat_map(|j| half::f16::from_f32((j % 7) as f32 * 0.01 - 0.03).to_le_bytes())
+            .collect();
+        let bytes = row.repeat(shape.rows);
+        let mut tied = model.clone();
+        tied.output = DenseMatrix::new(
+            "output.weight",
+            GgmlType::F16,
+            &bytes,
+            Shape::new(shape.rows, shape.cols),
+        )
+        .unwrap();
+        let kernels = Kernels::new(2, None).unwrap();
+        let screen = HeadScreen::build(&tied.output, &kernels).unwrap();
+        let mut screened = Session::new(&tied, &kernels, 64);
+        screened.set_head_screen(Some(&screen));
+        let got = greedy_continuation(&mut screened, &[1, 2, 3], 20).unwrap();
+        let stats = screened.screen_stats();
+        assert!(stats.gave_up && !screened.has_head_screen(), "{stats:?}");
+        assert_eq!(
+            (stats.tokens, stats.full_passes),
+            (SCREEN_TRIAL_TOKENS, SCREEN_TRIAL_TOKENS)
+        );
+        let mut full = Session::new(&tied, &kernels, 64);
+        assert_eq!(got, greedy_continuation(&mut full, &[1, 2, 3], 20).unwrap());
     });
 }

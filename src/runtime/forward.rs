@@ -7,7 +7,7 @@
 //! with the same code — so both paths give bit-identical logits.
 
 use super::error::Error;
-use super::head_screen::{full_head_top, HeadScreen, ScreenStats};
+use super::head_screen::{full_head_top, HeadScreen, ScreenStats, SCREEN_TRIAL_TOKENS};
 use super::kernels::{Kernels, QuantRule, QuantizedRows};
 use super::model::{Layer, Model};
 pub use super::ops::KvPrecision;
@@ -154,10 +154,16 @@ impl<'a> Session<'a> {
     pub fn forward_top(&mut self, tokens: &[u32], k: usize) -> Result<TopLogits, Error> {
         let x = self.run(tokens, Logits::Last, None, Head::NormedOnly)?;
         let head = &self.model.output;
-        match self.screen {
-            Some(screen) => screen.top(self.kernels, head, &x, k, &mut self.screen_stats),
-            None => full_head_top(self.kernels, head, &x, k),
+        let Some(screen) = self.screen else {
+            return full_head_top(self.kernels, head, &x, k);
+        };
+        let top = screen.top(self.kernels, head, &x, k, &mut self.screen_stats);
+        let stats = &mut self.screen_stats;
+        if stats.tokens == SCREEN_TRIAL_TOKENS && 2 * stats.full_passes > stats.tokens {
+            stats.gave_up = true;
+            self.screen = None;
         }
+        top
     }
 
     /// As [`Session::forward`], and also records the residual stream of every new position:

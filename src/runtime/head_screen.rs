@@ -50,6 +50,26 @@ const RECOMPUTE_ROWS: usize = 64;
 /// Past this many candidates (a fraction of the rows) the full head is cheaper to run whole.
 const MAX_CANDIDATE_FRACTION: usize = 8;
 
+/// The fewest new tokens for which [`screening_pays`]: building the copy of 2B-4T's head
+/// takes 0.30 s at 2 threads and 0.56 s at 1, and each screened token saves 11–17 ms
+/// (`docs/PERFORMANCE.md`, "Issue 6, ninth session"), so 25–35 tokens repay it; twice that
+/// leaves room for slower machines.
+pub const SCREEN_MIN_TOKENS: usize = 64;
+
+/// After this many screened tokens, a screen that ran the full head for more than half of them
+/// is dropped (see [`ScreenStats::gave_up`]).
+pub const SCREEN_TRIAL_TOKENS: usize = 8;
+
+/// Whether a run should build a screen when the user left it to the runtime: the head is a
+/// float one (`head_type`), the sampler reads only the top of the logits (`top_k`, from
+/// [`SamplingParams::candidates_needed`](super::sampling::SamplingParams::candidates_needed)),
+/// and at least [`SCREEN_MIN_TOKENS`] tokens are to be generated.
+pub fn screening_pays(head_type: GgmlType, top_k: Option<usize>, new_tokens: usize) -> bool {
+    matches!(head_type, GgmlType::F16 | GgmlType::BF16 | GgmlType::F32)
+        && top_k.is_some()
+        && new_tokens >= SCREEN_MIN_TOKENS
+}
+
 /// An 8-bit, one-scale-per-row copy of a float lm_head, for exact top-k logits
 /// (see the module documentation).
 #[derive(Debug)]
@@ -79,6 +99,10 @@ pub struct ScreenStats {
     /// Tokens for which the full head ran whole (too many candidates, or activations that are
     /// not finite).
     pub full_passes: usize,
+    /// Whether the session stopped screening: more than half of the first
+    /// [`SCREEN_TRIAL_TOKENS`] screened tokens ran the full head, where a screen costs more
+    /// than it saves.
+    pub gave_up: bool,
 }
 
 /// The refusal of a head value that is not finite.
@@ -742,6 +766,29 @@ mod tests {
                 let expected = if max > 0.0 { f64::from(max) } else { 1.0 };
                 assert_eq!(screen.column_scales[c], expected, "column {c}");
             }
+        }
+    }
+
+    #[test]
+    fn screening_pays_for_long_top_k_runs_of_float_heads() {
+        let long = SCREEN_MIN_TOKENS;
+        for ty in [GgmlType::F16, GgmlType::BF16, GgmlType::F32] {
+            assert!(screening_pays(ty, Some(1), long));
+            assert!(screening_pays(ty, Some(40), 10 * long));
+            assert!(
+                !screening_pays(ty, Some(1), long - 1),
+                "too short to repay the build"
+            );
+            assert!(
+                !screening_pays(ty, None, long),
+                "sampling reads every logit"
+            );
+        }
+        for ty in [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q6_K] {
+            assert!(
+                !screening_pays(ty, Some(1), long),
+                "{ty:?} is already small"
+            );
         }
     }
 

@@ -95,9 +95,13 @@ pub fn bench_table(report: &BenchReport, kernels: &Kernels) -> String {
 pub fn screen_summary(stats: &ScreenStats) -> String {
     let per_token =
         stats.candidates as f64 / stats.tokens.saturating_sub(stats.full_passes).max(1) as f64;
+    let gave_up = match stats.gave_up {
+        true => "; screening stopped (most tokens needed the full head)",
+        false => "",
+    };
     format!(
         "screened lm_head (greedy top-1 / top-k exact): {} tokens, {:.1} rows recomputed per \
-         screened token, {} tokens ran the full head",
+         screened token, {} tokens ran the full head{gave_up}",
         stats.tokens, per_token, stats.full_passes
     )
 }
@@ -253,14 +257,20 @@ mod tests {
              | --- | --- | --- | --- | --- | --- |\n\
              | pp8 | 1 | scalar | 10.00 | 10.50 ± 0.50 | 10.00 .. 11.00 |"
         );
-        report.screen = Some(ScreenStats {
+        let mut stats = ScreenStats {
             tokens: 4,
             candidates: 30,
             full_passes: 1,
-        });
+            gave_up: false,
+        };
+        report.screen = Some(stats);
         assert!(bench_table(&report, &scalar_kernels(1)).ends_with(
             "\n\ntg: screened lm_head (greedy top-1 / top-k exact): 4 tokens, 10.0 rows \
              recomputed per screened token, 1 tokens ran the full head"
+        ));
+        stats.gave_up = true;
+        assert!(screen_summary(&stats).ends_with(
+            "1 tokens ran the full head; screening stopped (most tokens needed the full head)"
         ));
     }
 
