@@ -124,14 +124,13 @@ fn f16_column_maxima(
 ) -> Result<(), Error> {
     const INFINITY_BITS: u16 = 0x7C00;
     let cols = maxima.len();
-    let row_bytes = |r: usize| &head.bytes()[r * cols * 2..(r + 1) * cols * 2];
     let mut bits = vec![0u16; cols];
     for r in rows.clone() {
-        max_magnitude_bits(isa, row_bytes(r), &mut bits);
+        max_magnitude_bits(isa, head.row_bytes(r), &mut bits);
     }
     if bits.iter().any(|&b| b >= INFINITY_BITS) {
         for r in rows {
-            for (col, c) in row_bytes(r).chunks_exact(2).enumerate() {
+            for (col, c) in head.row_bytes(r).chunks_exact(2).enumerate() {
                 let v = f16::from_le_bytes([c[0], c[1]]);
                 if !v.is_finite() {
                     return Err(not_finite(r, col, v.to_f32()));
@@ -309,11 +308,7 @@ impl HeadScreen {
         kernels.for_each_row(&mut codes, cols, |r, out| {
             let mut row = vec![0f32; cols];
             match head.ggml_type() {
-                GgmlType::F16 => f16_row_to_f32(
-                    kernels.isa(),
-                    &head.bytes()[r * cols * 2..][..cols * 2],
-                    &mut row,
-                ),
+                GgmlType::F16 => f16_row_to_f32(kernels.isa(), head.row_bytes(r), &mut row),
                 _ => head.row_to_f32(r, &mut row),
             }
             let (scale, l1) = encode_row(kernels.isa(), &row, &inverse_columns, out);

@@ -302,22 +302,34 @@ impl<'a> DenseMatrix<'a> {
         })
     }
 
+    /// The bytes of row `r` in the matrix's type: K values, or K / block values blocks (`new`
+    /// accepted only whole-block rows). Panics for `r` ≥ M.
+    pub fn row_bytes(&self, r: usize) -> &'a [u8] {
+        let k = self.shape.cols;
+        let len = match self.ggml_type {
+            GgmlType::F32 => k * 4,
+            GgmlType::F16 | GgmlType::BF16 => k * 2,
+            other => BlockQuant::for_ggml_type(other)
+                .map_or(0, |q| k / q.block_values() * q.block_bytes()),
+        };
+        &self.bytes[r * len..(r + 1) * len]
+    }
+
     /// Row `r` converted to f32 (exact for F32/F16/BF16; the dequantized values for Q8_0,
     /// Q6_K and Q4_0). `out.len()` = K.
     pub fn row_to_f32(&self, r: usize, out: &mut [f32]) {
-        let k = self.shape.cols;
+        let row = self.row_bytes(r);
         match self.ggml_type {
             GgmlType::F32 => {
-                for (o, c) in out.iter_mut().zip(self.bytes[r * k * 4..].chunks_exact(4)) {
+                for (o, c) in out.iter_mut().zip(row.chunks_exact(4)) {
                     *o = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
                 }
             }
             GgmlType::F16 => {
-                // Through `half`'s slice conversion (F16C when the CPU has it): the screened
-                // head converts the whole lm_head once at load. A stack buffer per 256 values
-                // instead of a heap copy of every row.
-                let row = &self.bytes[r * k * 2..(r + 1) * k * 2];
+                // Through `half`'s slice conversion (F16C when the CPU has it), from a stack
+                // buffer per 256 values instead of a heap copy of every row.
                 let mut halves = [f16::ZERO; 256];
+                let k = self.shape.cols;
                 for (bytes, out) in row.chunks(2 * halves.len()).zip(out[..k].chunks_mut(256)) {
                     for (h, c) in halves.iter_mut().zip(bytes.chunks_exact(2)) {
                         *h = f16::from_le_bytes([c[0], c[1]]);
@@ -326,15 +338,13 @@ impl<'a> DenseMatrix<'a> {
                 }
             }
             GgmlType::BF16 => {
-                for (o, c) in out.iter_mut().zip(self.bytes[r * k * 2..].chunks_exact(2)) {
+                for (o, c) in out.iter_mut().zip(row.chunks_exact(2)) {
                     *o = bf16::from_le_bytes([c[0], c[1]]).to_f32();
                 }
             }
             other => {
                 // `new` accepted only whole-block rows of a block type, so this cannot fail.
                 if let Some(q) = BlockQuant::for_ggml_type(other) {
-                    let row_bytes = k / q.block_values() * q.block_bytes();
-                    let row = &self.bytes[r * row_bytes..(r + 1) * row_bytes];
                     let _ = q.dequantize_into(row, out);
                 }
             }
@@ -444,10 +454,9 @@ impl<'a> DenseMatrix<'a> {
                 )))
             }
         };
-        let stride = k * format.bytes();
         for (&r, o) in rows.iter().zip(out.iter_mut()) {
-            let row = &self.bytes[r * stride..(r + 1) * stride];
-            kernels.dense_dots(format, row, stride, operand, std::slice::from_mut(o))?;
+            let row = self.row_bytes(r);
+            kernels.dense_dots(format, row, row.len(), operand, std::slice::from_mut(o))?;
         }
         Ok(())
     }
