@@ -4,6 +4,7 @@
 use super::run_common::*;
 use bitnet_gguf::gguf::GgmlType;
 use bitnet_gguf::layout::Shape;
+use bitnet_gguf::runtime::bench::bench;
 use bitnet_gguf::runtime::generate::{generate, greedy_continuation};
 use bitnet_gguf::runtime::head_screen::SCREEN_TRIAL_TOKENS;
 use bitnet_gguf::runtime::kernels::{Isa, Kernels};
@@ -129,5 +130,10 @@ fn a_screen_that_cannot_help_is_dropped() {
         );
         let mut full = Session::new(&tied, &kernels, 64);
         assert_eq!(got, greedy_continuation(&mut full, &[1, 2, 3], 20).unwrap());
+        // bench reports the screen that gave up, not "no screen".
+        let mut benched = Session::new(&tied, &kernels, 64);
+        benched.set_head_screen(Some(&screen));
+        let report = bench(&mut benched, 0, 12, 1).unwrap();
+        assert!(report.screen.is_some_and(|s| s.gave_up), "{report:?}");
     });
 }

@@ -77,6 +77,8 @@ pub fn bench(
         .map(|i| ((i * 2_654_435_761 + 17) % vocab) as u32)
         .collect();
     let reps = repetitions.max(1);
+    // Asked before the runs: a screen that gives up (`ScreenStats::gave_up`) is gone after.
+    let screened = session.has_head_screen();
     let prompt = if p > 0 {
         let mut samples = Vec::with_capacity(reps);
         for rep in 0..=reps {
@@ -113,7 +115,7 @@ pub fn bench(
     } else {
         None
     };
-    let screen = session.has_head_screen().then(|| session.screen_stats());
+    let screen = screened.then(|| session.screen_stats());
     Ok(BenchReport {
         prompt,
         generation,
