@@ -51,9 +51,9 @@ const RECOMPUTE_ROWS: usize = 64;
 const MAX_CANDIDATE_FRACTION: usize = 8;
 
 /// The fewest new tokens for which [`screening_pays`]: building the copy of 2B-4T's head
-/// takes 0.30 s at 2 threads and 0.56 s at 1, and each screened token saves 11–17 ms
-/// (`docs/PERFORMANCE.md`, "Issue 6, ninth session"), so 25–35 tokens repay it; twice that
-/// leaves room for slower machines.
+/// takes 0.34–0.39 s at 2 threads and 0.57–0.60 s at 1, and each screened token saves 19–22 ms
+/// (`docs/PERFORMANCE.md`, "Issue 6, ninth session"), so 19–27 tokens repay it; 64 leaves room
+/// for slower machines.
 pub const SCREEN_MIN_TOKENS: usize = 64;
 
 /// After this many screened tokens, a screen that ran the full head for more than half of them
