@@ -1017,7 +1017,6 @@ impl Kernels {
         self.threads
     }
 
-    /// Runs `f(start, end)` over contiguous ranges covering `0..units`: `CHUNKS_PER_THREAD`
     /// Runs `f(r0, r1)` over contiguous row ranges covering `0..m`, cut at multiples of `unit`
     /// rows (so a kernel that wants whole groups of rows, e.g. TL tiles, gets them):
     /// `CHUNKS_PER_THREAD` chunks per thread, taken dynamically from the spinning pool (so a
