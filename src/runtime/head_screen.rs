@@ -65,9 +65,13 @@ pub const SCREEN_TRIAL_TOKENS: usize = 8;
 /// [`SamplingParams::candidates_needed`](super::sampling::SamplingParams::candidates_needed)),
 /// and at least [`SCREEN_MIN_TOKENS`] tokens are to be generated.
 pub fn screening_pays(head_type: GgmlType, top_k: Option<usize>, new_tokens: usize) -> bool {
+    screenable(head_type) && top_k.is_some() && new_tokens >= SCREEN_MIN_TOKENS
+}
+
+/// The head types [`HeadScreen::build`] accepts: the float ones (a quantized head is already
+/// small, so there is nothing to screen with).
+fn screenable(head_type: GgmlType) -> bool {
     matches!(head_type, GgmlType::F16 | GgmlType::BF16 | GgmlType::F32)
-        && top_k.is_some()
-        && new_tokens >= SCREEN_MIN_TOKENS
 }
 
 /// An 8-bit, one-scale-per-row copy of a float lm_head, for exact top-k logits
@@ -251,10 +255,7 @@ impl HeadScreen {
     pub fn build(head: &DenseMatrix<'_>, kernels: &Kernels) -> Result<Self, Error> {
         let shape = head.shape();
         let (rows, cols) = (shape.rows, shape.cols);
-        if !matches!(
-            head.ggml_type(),
-            GgmlType::F16 | GgmlType::BF16 | GgmlType::F32
-        ) {
+        if !screenable(head.ggml_type()) {
             return Err(Error::Invalid(format!(
                 "the lm_head is {}: only an F16, BF16 or F32 head can be screened (a quantized \
                  head is already small)",
