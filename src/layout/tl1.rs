@@ -45,10 +45,32 @@ pub(crate) fn pair_code(w0: i8, w1: i8) -> u8 {
     (3 * w0 + w1 + 4) as u8
 }
 
-/// Inverse of [`pair_code`] for codes 0..=8.
-#[inline]
-pub(crate) fn pair_weights(code: u8) -> (i8, i8) {
-    ((code / 3) as i8 - 1, (code % 3) as i8 - 1)
+/// The four codes of every byte (two pair codes, high nibble first) in the low 32 bits,
+/// little-endian in weight order, or [`INVALID_FOUR`] for a byte with a code above 8. Shared
+/// with TL2's two-weight part.
+pub(crate) static PAIR_FOUR: [u64; 256] = pair_four_table();
+
+/// The [`PAIR_FOUR`] entry of a byte no writer produces.
+pub(crate) const INVALID_FOUR: u64 = 1 << 63;
+
+const fn pair_four_table() -> [u64; 256] {
+    let mut table = [INVALID_FOUR; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let (hi, lo) = ((byte >> 4) as u8, (byte & 15) as u8);
+        if hi <= 8 && lo <= 8 {
+            let codes = [hi / 3, hi % 3, lo / 3, lo % 3];
+            let mut entry = 0u64;
+            let mut i = 0;
+            while i < 4 {
+                entry |= ((codes[i] as i8 - 1) as u8 as u64) << (8 * i);
+                i += 1;
+            }
+            table[byte] = entry;
+        }
+        byte += 1;
+    }
+    table
 }
 
 /// Visits every byte of one tile in stored order: `visit(byte_index_in_tile, row_in_tile,
@@ -153,19 +175,18 @@ impl TernaryCodec for Tl1 {
             .zip(codes.par_chunks_mut(tile_rows * k))
             .enumerate()
             .filter_map(|(tile, (bytes, rows))| {
-                let mut bad: Option<usize> = None;
+                let mut invalid = 0;
                 for_each_tile_byte(self.tiling, k, |at, row, col| {
-                    let byte = bytes[at];
-                    let (hi, lo) = (byte >> 4, byte & 15);
-                    if hi > 8 || lo > 8 {
-                        bad = Some(bad.map_or(at, |b| b.min(at)));
-                        return;
-                    }
-                    let (a, b) = pair_weights(hi);
-                    let (c, d) = pair_weights(lo);
-                    rows[row * k + col..row * k + col + 4].copy_from_slice(&[a, b, c, d]);
+                    let entry = PAIR_FOUR[usize::from(bytes[at])];
+                    invalid |= entry;
+                    rows[row * k + col..row * k + col + 4]
+                        .copy_from_slice(&(entry as u32).to_le_bytes().map(|code| code as i8));
                 });
-                bad.map(|at| tile * tile_bytes + at)
+                if invalid & INVALID_FOUR == 0 {
+                    return None;
+                }
+                let at = bytes.iter().position(|&b| b >> 4 > 8 || b & 15 > 8);
+                at.map(|at| tile * tile_bytes + at)
             })
             .min();
         if let Some(offset) = first_bad {
@@ -205,6 +226,54 @@ mod tests {
         assert_eq!(&bytes[0x70..0x72], &[0x37, 0x72]);
         assert_eq!(&bytes[128..132], &[0, 0, 0, 0x3f]);
         assert_eq!(codec.decode(&bytes, shape).unwrap(), t);
+    }
+
+    #[test]
+    fn pair_four_inverts_pair_code() {
+        for a in -1..=1 {
+            for b in -1..=1 {
+                for c in -1..=1 {
+                    for d in -1..=1 {
+                        let byte = pair_code(a, b) << 4 | pair_code(c, d);
+                        let entry = PAIR_FOUR[usize::from(byte)];
+                        assert_eq!((entry as u32).to_le_bytes().map(|x| x as i8), [a, b, c, d]);
+                    }
+                }
+            }
+        }
+        let valid = PAIR_FOUR.iter().filter(|&&e| e & INVALID_FOUR == 0).count();
+        assert_eq!(valid, 81);
+    }
+
+    #[test]
+    fn the_first_bad_byte_in_stored_order_is_named() {
+        let shape = Shape::new(64, 32);
+        let codec = Tl1::new(Tl1Tiling {
+            tile_rows: 32,
+            block_k: 16,
+            simd_rows: 32,
+        });
+        let t = TernaryTensor::new(shape, vec![1; 64 * 32], 1.0).unwrap();
+        let mut bytes = codec.encode(&t).unwrap();
+        bytes[300] = 0x9f; // second tile; its high nibble is the bad one
+        bytes[400] = 0x0c;
+        assert_eq!(
+            codec.decode(&bytes, shape).unwrap_err(),
+            Error::InvalidCode {
+                layout: "TL1",
+                offset: 300,
+                code: 9
+            }
+        );
+        bytes[20] = 0x0c; // first tile: named first although its tile decodes in parallel
+        assert_eq!(
+            codec.decode(&bytes, shape).unwrap_err(),
+            Error::InvalidCode {
+                layout: "TL1",
+                offset: 20,
+                code: 12
+            }
+        );
     }
 
     #[test]

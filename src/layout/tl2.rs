@@ -8,7 +8,7 @@
 //! zeros to the fixed size L(M, K). The codec's bytes are the whole GGUF tensor region:
 //! payload, zeros up to a multiple of 32, then the f32 scale and 28 zero bytes.
 
-use super::tl1::{pair_code, pair_weights};
+use super::tl1::{pair_code, INVALID_FOUR, PAIR_FOUR};
 use super::{
     check_len, check_zero, pad32, read_f32_le, Error, Shape, TernaryCodec, TernaryTensor, Tl2Tiling,
 };
@@ -56,21 +56,92 @@ fn triplet_byte_table() -> [Option<[i8; 6]>; 256] {
     })
 }
 
-/// The 4 codes of every section-C byte (two TL1 pair codes), `None` for a code above 8.
-fn pair_byte_table() -> [Option<[i8; 4]>; 256] {
-    std::array::from_fn(|byte| {
-        let (hi, lo) = ((byte >> 4) as u8, (byte & 15) as u8);
-        if hi > 8 || lo > 8 {
-            return None;
+/// Six codes per (section-A byte, its two sign bits): `SIGNED_SIX[byte][hi_negative |
+/// lo_negative << 1]` holds them in its low 48 bits, little-endian in weight order, and
+/// [`INVALID_SIX`] when the byte names an index past the 14 patterns or a sign is set on an
+/// all-zero triplet (neither of which bitnet.cpp writes).
+static SIGNED_SIX: [[u64; 4]; 256] = signed_six_table();
+
+/// The [`SIGNED_SIX`] entry of a byte or sign that a canonical TL2 tensor never holds.
+const INVALID_SIX: u64 = 1 << 63;
+
+const fn signed_six_table() -> [[u64; 4]; 256] {
+    let mut table = [[INVALID_SIX; 4]; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let (hi, lo) = (byte >> 4, byte & 15);
+        let known = hi < TRIPLET_PATTERNS.len() && lo < TRIPLET_PATTERNS.len();
+        let mut signs = 0;
+        while known && signs < 4 {
+            let mut entry = 0u64;
+            let mut h = 0;
+            while h < 2 {
+                let pattern = TRIPLET_PATTERNS[if h == 0 { hi } else { lo }];
+                let negative = signs >> h & 1 == 1;
+                if negative && pattern[0] == 0 && pattern[1] == 0 && pattern[2] == 0 {
+                    entry = INVALID_SIX;
+                    break;
+                }
+                let mut i = 0;
+                while i < 3 {
+                    let w = if negative { -pattern[i] } else { pattern[i] };
+                    entry |= (w as u8 as u64) << (8 * (3 * h + i));
+                    i += 1;
+                }
+                h += 1;
+            }
+            table[byte][signs] = entry;
+            signs += 1;
         }
-        let ((a, b), (c, d)) = (pair_weights(hi), pair_weights(lo));
-        Some([a, b, c, d])
-    })
+        byte += 1;
+    }
+    table
+}
+
+/// Decodes one [`ThreeBlock`] like [`decode_three_block`], returning `false` instead of the
+/// error when the block holds an invalid index or a sign on a zero triplet. Per row, one sign
+/// word covers 8 triplets (4 index bytes), and each byte with its two signs is one lookup.
+fn decode_three_block_fast(
+    bytes: &[u8],
+    block: ThreeBlock,
+    triplets: usize,
+    k: usize,
+    codes: &mut [i8],
+) -> bool {
+    let index = &bytes[block.index_at..block.index_at + 16 * triplets];
+    let signs = &bytes[block.sign_at..block.sign_at + triplets / 8 * 32];
+    let mut invalid = 0u64;
+    for rel in 0..BLOCK_ROWS {
+        let pos = swizzled_row(rel);
+        // Rows j and j+16 share sign words, at bits 15 − 2i and 14 − 2i (sign_position).
+        let shift = u32::from(rel < 16);
+        let start = (block.row0 + rel) * k + 3 * block.first;
+        let row = &mut codes[start..start + 3 * triplets];
+        for (g, out) in row.chunks_exact_mut(24).enumerate() {
+            let at = 2 * (16 * g + rel % 16);
+            let word = u32::from(u16::from_le_bytes([signs[at], signs[at + 1]])) >> shift;
+            let entry = |p: usize| {
+                let byte = index[32 * (4 * g + p) + pos];
+                let sign_pair = (word >> (14 - 4 * p) & 1) | (word >> (12 - 4 * p) & 1) << 1;
+                SIGNED_SIX[usize::from(byte)][sign_pair as usize]
+            };
+            let [e0, e1, e2, e3] = [entry(0), entry(1), entry(2), entry(3)];
+            invalid |= e0 | e1 | e2 | e3;
+            // The four 6-byte entries as three 8-byte words (an invalid entry's flag bit
+            // lands among the codes, which the reference path then rewrites).
+            let words = [e0 | e1 << 48, e1 >> 16 | e2 << 32, e2 >> 32 | e3 << 16];
+            for (chunk, word) in out.chunks_exact_mut(8).zip(words) {
+                chunk.copy_from_slice(&word.to_le_bytes().map(|byte| byte as i8));
+            }
+        }
+    }
+    invalid & INVALID_SIX == 0
 }
 
 /// Decodes one [`ThreeBlock`] of `bytes` (a whole TL2 tensor) into `codes` (row-major, K =
 /// `k`): magnitudes from the index bytes (`by_byte`: [`triplet_byte_table`]), negated where
-/// the sign bit is set.
+/// the sign bit is set. The reference for [`decode_three_block_fast`], and the path that names
+/// the first invalid byte or sign when the fast one finds one.
 fn decode_three_block(
     bytes: &[u8],
     block: ThreeBlock,
@@ -319,6 +390,14 @@ impl TernaryCodec for Tl2 {
     }
 
     fn decode(&self, bytes: &[u8], shape: Shape) -> Result<TernaryTensor, Error> {
+        self.decode_with(bytes, shape, true)
+    }
+}
+
+impl Tl2 {
+    /// [`TernaryCodec::decode`], with the three part through [`decode_three_block_fast`] when
+    /// `fast` (always, but in the tests that hold it to the reference path).
+    fn decode_with(&self, bytes: &[u8], shape: Shape, fast: bool) -> Result<TernaryTensor, Error> {
         let s = self.sections(shape)?;
         let len = pad32(s.payload_len) + SCALE_SLOT_BYTES;
         check_len(self.name(), shape, bytes, len)?;
@@ -344,16 +423,18 @@ impl TernaryCodec for Tl2 {
         let mut first_error: Option<Error> = None;
         let (triplets, by_byte) = (self.tiling.block_k / 3, triplet_byte_table());
         self.walk_three(shape, &s, |block| {
-            if first_error.is_none() {
+            if first_error.is_none()
+                && !(fast && decode_three_block_fast(bytes, block, triplets, k, &mut codes))
+            {
                 first_error =
                     decode_three_block(bytes, block, &by_byte, triplets, k, &mut codes).err();
             }
         });
-        let pairs = pair_byte_table();
         self.walk_two(shape, &s, |at, row, col| {
-            match &pairs[usize::from(bytes[at])] {
-                Some(four) => codes[row * k + col..row * k + col + 4].copy_from_slice(four),
-                None => {
+            match PAIR_FOUR[usize::from(bytes[at])] {
+                four if four & INVALID_FOUR == 0 => codes[row * k + col..row * k + col + 4]
+                    .copy_from_slice(&(four as u32).to_le_bytes().map(|code| code as i8)),
+                _ => {
                     let (hi, lo) = (bytes[at] >> 4, bytes[at] & 15);
                     first_error.get_or_insert(Error::InvalidCode {
                         layout: name,
@@ -430,6 +511,44 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    proptest::proptest! {
+        /// The fast block decoder gives the reference's codes on every tensor and fails where
+        /// it fails: bytes are random codes with one byte of sections A/B (or anywhere) set
+        /// to a random value, which is often an invalid index or a sign on a zero triplet.
+        #[test]
+        fn fast_decode_matches_the_reference(
+            (row_blocks, k_blocks, two) in (1usize..3, 1usize..4, proptest::bool::ANY),
+            seed in proptest::num::u64::ANY,
+            (at, value) in (proptest::num::usize::ANY, proptest::num::u8::ANY),
+            corrupt in proptest::bool::ANY,
+        ) {
+            let tiling = Tl2Tiling { tile_rows: 32 * row_blocks, block_k: 48 };
+            let shape = Shape::new(32 * row_blocks, 48 * k_blocks + if two { 32 } else { 0 });
+            let codec = Tl2::new(tiling);
+            let mut state = seed | 1;
+            let codes = (0..shape.rows * shape.cols)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    (state % 3) as i8 - 1
+                })
+                .collect();
+            let t = TernaryTensor::new(shape, codes, 0.5).unwrap();
+            let mut bytes = codec.encode(&t).unwrap();
+            if corrupt {
+                let data_end = codec.sections(shape).unwrap().two_at;
+                bytes[at % data_end] = value;
+            }
+            let fast = codec.decode_with(&bytes, shape, true);
+            let reference = codec.decode_with(&bytes, shape, false);
+            proptest::prop_assert_eq!(format!("{fast:?}"), format!("{reference:?}"));
+            if !corrupt {
+                proptest::prop_assert_eq!(fast.unwrap(), t);
+            }
+        }
     }
 
     fn s_signs(codec: &Tl2, shape: Shape) -> usize {

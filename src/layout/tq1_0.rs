@@ -218,19 +218,16 @@ impl TernaryCodec for Tq1_0 {
             .zip(codes.chunks_exact_mut(BLOCK_VALUES))
             .enumerate()
         {
-            for j in 0..32 {
-                for n in 0..5 {
-                    values[n * 32 + j] = trit(block[j], n) - 1;
-                }
-            }
-            for j in 0..16 {
-                for n in 0..5 {
-                    values[160 + n * 16 + j] = trit(block[32 + j], n) - 1;
-                }
-            }
-            for j in 0..4 {
-                for n in 0..4 {
-                    values[240 + n * 4 + j] = trit(block[48 + j], n) - 1;
+            // Trit n of byte j lands at n·width + j of its group: contiguous in j, so each
+            // inner loop vectorizes.
+            let groups = [(0, 32, 0, 5), (32, 16, 160, 5), (48, 4, 240, 4)];
+            for (src, width, dst, trits) in groups {
+                let bytes = &block[src..src + width];
+                for n in 0..trits {
+                    let out = &mut values[dst + n * width..dst + (n + 1) * width];
+                    for (v, &byte) in out.iter_mut().zip(bytes) {
+                        *v = trit(byte, n) - 1;
+                    }
                 }
             }
             let d = u16::from_le_bytes([block[52], block[53]]);

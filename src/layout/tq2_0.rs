@@ -24,6 +24,27 @@ pub const TQ2_0: Tq2_0 = Tq2_0 {
     rounding: ScaleRounding::Nearest,
 };
 
+/// One block's 64 code bytes into its 256 values: byte j of half c holds values
+/// `128c + 32n + j` in bits `2n..2n+2` (stored `code + 1`). Branch-free, so the compiler
+/// vectorizes it; returns a non-zero value iff some field is 3, which no writer produces.
+fn unpack_block(qs: &[u8], values: &mut [i8]) -> u8 {
+    let mut invalid = 0u8;
+    for (bytes, half) in qs.chunks_exact(32).zip(values.chunks_exact_mut(128)) {
+        let (v0, rest) = half.split_at_mut(32);
+        let (v1, rest) = rest.split_at_mut(32);
+        let (v2, v3) = rest.split_at_mut(32);
+        for j in 0..32 {
+            let x = bytes[j];
+            invalid |= x & (x >> 1) & 0x55;
+            v0[j] = (x & 3) as i8 - 1;
+            v1[j] = ((x >> 2) & 3) as i8 - 1;
+            v2[j] = ((x >> 4) & 3) as i8 - 1;
+            v3[j] = (x >> 6) as i8 - 1;
+        }
+    }
+    invalid
+}
+
 impl TernaryCodec for Tq2_0 {
     fn name(&self) -> &'static str {
         "TQ2_0"
@@ -69,21 +90,13 @@ impl TernaryCodec for Tq2_0 {
             .zip(codes.chunks_exact_mut(BLOCK_VALUES))
             .enumerate()
         {
-            for (c, half) in values.chunks_exact_mut(128).enumerate() {
-                for j in 0..32 {
-                    let byte = block[c * 32 + j];
-                    for n in 0..4 {
-                        let code = (byte >> (2 * n)) & 3;
-                        if code == 3 {
-                            return Err(Error::InvalidCode {
-                                layout: self.name(),
-                                offset: index * BLOCK_BYTES + c * 32 + j,
-                                code,
-                            });
-                        }
-                        half[n * 32 + j] = code as i8 - 1;
-                    }
-                }
+            if unpack_block(&block[..64], values) != 0 {
+                let j = block[..64].iter().position(|&x| x & (x >> 1) & 0x55 != 0);
+                return Err(Error::InvalidCode {
+                    layout: self.name(),
+                    offset: index * BLOCK_BYTES + j.unwrap_or(0),
+                    code: 3,
+                });
             }
             let d = u16::from_le_bytes([block[64], block[65]]);
             scales.record(index, d, values.iter().any(|&c| c != 0))?;
@@ -108,5 +121,26 @@ mod tests {
         assert_eq!(bytes[32], 0x15);
         assert_eq!(&bytes[64..66], &[0x00, 0x3c]);
         assert_eq!(TQ2_0.decode(&bytes, shape).unwrap(), t);
+    }
+
+    #[test]
+    fn a_field_of_three_is_named_by_its_byte() {
+        let shape = Shape::new(2, 256);
+        let t = TernaryTensor::new(shape, vec![1; 512], 1.0).unwrap();
+        let clean = TQ2_0.encode(&t).unwrap();
+        for (at, byte) in [
+            (0, 0xab),
+            (BLOCK_BYTES + 40, 0x3a),
+            (BLOCK_BYTES + 63, 0xc0),
+        ] {
+            let mut bytes = clean.clone();
+            bytes[at] = byte;
+            match TQ2_0.decode(&bytes, shape) {
+                Err(Error::InvalidCode {
+                    offset, code: 3, ..
+                }) => assert_eq!(offset, at),
+                other => panic!("byte {at}: {other:?}"),
+            }
+        }
     }
 }
