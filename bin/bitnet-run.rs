@@ -16,7 +16,8 @@ use bitnet_gguf::runtime::report::{parity_shortfall, parity_table, perplexity_su
 use bitnet_gguf::runtime::sampling::SamplingParams;
 use bitnet_gguf::runtime::tokenizer::StreamDecoder;
 use bitnet_gguf::runtime::{bench, generate, perplexity, tokenizer_from_gguf};
-use bitnet_gguf::runtime::{HeadScreen, KvPrecision, LoadOptions, Logits, Model, Repack, Session};
+use bitnet_gguf::runtime::{HeadScreen, KvPrecision, LoadOptions, Logits, Model, Session};
+use bitnet_gguf::runtime::{Repack, RepackParts};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -55,9 +56,20 @@ struct Common {
 struct Loading {
     /// Re-pack weights at load for the fastest kernels (the file is not changed): TL1/TL2/
     /// TQ1_0/TQ2_0 projections are kept as I2_S in memory, a Q4_0 lm_head interleaved by 8
-    /// rows. Same outputs, faster.
-    #[arg(long)]
-    repack: bool,
+    /// rows. Same outputs; decode 1.4-3x faster on those layouts, for 0.4-0.9 s at load.
+    /// `auto`, the default of generate and perplexity, re-packs when there is something to
+    /// re-pack and the run evaluates at least 64 tokens. logits and bench default to `off`
+    /// (bench measures the file's own kernels, as llama-bench does without -rtr).
+    /// `--repack` alone means `on`.
+    #[arg(
+        long,
+        value_enum,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "on",
+        value_name = "WHEN"
+    )]
+    repack: Option<When>,
     /// Read the file into memory (huge pages where the kernel gives them) instead of mapping
     /// it: decode streams the weights 0-14 % faster, for a slower start and a second copy of
     /// the file in memory.
@@ -83,38 +95,54 @@ struct Screening {
         default_missing_value = "on",
         value_name = "WHEN"
     )]
-    screen_head: Option<ScreenArg>,
+    screen_head: Option<When>,
 }
 
+/// The value of `--repack` and `--screen-head`.
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum ScreenArg {
+enum When {
+    /// When the runtime's rule says it pays for this model and run.
     Auto,
     On,
     Off,
 }
 
-impl Screening {
-    /// What `--screen-head` asks of a run that generates `new_tokens` with a sampler reading
-    /// the `top_k` largest logits (`None`: all), `default` when the flag is absent.
-    fn request(&self, default: ScreenArg, top_k: Option<usize>, new_tokens: usize) -> Screen {
-        match self.screen_head.unwrap_or(default) {
-            ScreenArg::Off => Screen::No,
-            ScreenArg::On => Screen::Yes,
-            ScreenArg::Auto => Screen::IfItPays { top_k, new_tokens },
+/// What [`with_model`] prepares besides the model, and what its `auto` rules weigh.
+#[derive(Clone, Copy)]
+struct Plan {
+    repack: When,
+    screen: When,
+    /// Tokens the run evaluates at the least (prompt and generated), for [`RepackParts::paying`].
+    tokens: usize,
+    /// Tokens it generates one at a time, and how many of the largest logits its sampler
+    /// reads (`None`: all), for [`screening_pays`].
+    new_tokens: usize,
+    top_k: Option<usize>,
+}
+
+impl Plan {
+    /// A run that prepares nothing unless its flags ask (`repack`, `None` when the command has
+    /// no `--repack`), with `off` as the default.
+    fn plain(repack: Option<When>) -> Self {
+        Self {
+            repack: repack.unwrap_or(When::Off),
+            screen: When::Off,
+            tokens: 0,
+            new_tokens: 0,
+            top_k: None,
         }
     }
 }
 
-/// Whether [`with_model`] builds the lm_head's screening copy.
-#[derive(Clone, Copy)]
-enum Screen {
-    No,
-    Yes,
-    /// When [`screening_pays`] for the model's head.
-    IfItPays {
-        top_k: Option<usize>,
-        new_tokens: usize,
-    },
+impl When {
+    /// `On` or `Off` as they say; `Auto` as `pays` answers.
+    fn decide(self, pays: impl FnOnce() -> bool) -> bool {
+        match self {
+            When::On => true,
+            When::Off => false,
+            When::Auto => pays(),
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -304,11 +332,12 @@ fn report_model(model: &Model<'_>, path: &Path, kernels: &Kernels) {
     }
 }
 
-/// Opens `path` as `loading` says, loads its model, the kernels `common` asks for and (as
-/// `screen` says) the lm_head's screening copy, reports them on stderr, and runs `f` on them.
+/// Opens `path` as `loading` says, loads its model, the kernels `common` asks for and what
+/// `plan` decides (a re-pack, the lm_head's screening copy), reports them on stderr, and runs
+/// `f` on them.
 fn with_model<T>(
     path: &Path,
-    (common, loading, screen): (&Common, &Loading, Screen),
+    (common, loading, plan): (&Common, &Loading, Plan),
     f: impl FnOnce(&GgufFile<'_>, &Model<'_>, &Kernels, Option<&HeadScreen>) -> Result<T>,
 ) -> Result<T> {
     let kernels = kernels(common)?;
@@ -316,26 +345,30 @@ fn with_model<T>(
     let file = GgufFile::parse(&map)?;
     let opts = load_options(common)?;
     let model = Model::load(&file, &opts)?;
-    let repack = match loading.repack {
-        true => Some(Repack::build(&file, &model)?),
-        false => None,
+    let start = std::time::Instant::now();
+    let parts = match plan.repack {
+        When::On => Some(RepackParts::ALL),
+        When::Off => None,
+        When::Auto => Some(RepackParts::paying(&model, plan.tokens)).filter(|p| p.any()),
     };
+    let repack = match parts {
+        Some(parts) => Some(Repack::build(&file, &model, parts)?),
+        None => None,
+    };
+    let repack_seconds = start.elapsed().as_secs_f64();
     let model = match &repack {
         Some(repack) => Model::load_repacked(&file, &opts, repack)?,
         None => model,
     };
     report_model(&model, path, &kernels);
     if let Some(repack) = &repack {
-        eprintln!("bitnet-run: {}", repack.summary());
+        eprintln!("bitnet-run: {} ({repack_seconds:.2} s)", repack.summary());
     }
-    let build = match screen {
-        Screen::No => false,
-        Screen::Yes => true,
-        Screen::IfItPays { top_k, new_tokens } => {
-            screening_pays(model.output.ggml_type(), top_k, new_tokens)
-        }
-    };
-    let screen = match build {
+    let head_type = model.output.ggml_type();
+    let screen = match plan
+        .screen
+        .decide(|| screening_pays(head_type, plan.top_k, plan.new_tokens))
+    {
         true => head_screen(&model, &kernels),
         false => None,
     };
@@ -383,10 +416,16 @@ fn run(cli: Cli) -> Result<u8> {
                 top_p,
                 seed,
             };
-            let screen = screening.request(ScreenArg::Auto, params.candidates_needed(), n_predict);
+            let plan = Plan {
+                repack: loading.repack.unwrap_or(When::Auto),
+                screen: screening.screen_head.unwrap_or(When::Auto),
+                tokens: n_predict,
+                new_tokens: n_predict,
+                top_k: params.candidates_needed(),
+            };
             with_model(
                 &model,
-                (&common, &loading, screen),
+                (&common, &loading, plan),
                 |file, m, kernels, screen| {
                     let tok = tokenizer_from_gguf(file)?;
                     let format = PromptFormat::from_file(file, chat)?;
@@ -435,7 +474,7 @@ fn run(cli: Cli) -> Result<u8> {
             loading,
         } => with_model(
             &model,
-            (&common, &loading, Screen::No),
+            (&common, &loading, Plan::plain(loading.repack)),
             |file, m, kernels, _| {
                 let input = match (&tokens, &text) {
                     (Some(list), _) => TokenInput::Ids(list),
@@ -509,7 +548,16 @@ fn run(cli: Cli) -> Result<u8> {
             loading,
         } => with_model(
             &model,
-            (&common, &loading, Screen::No),
+            (
+                &common,
+                &loading,
+                // Every chunk evaluates `ctx` tokens, and there is at least one.
+                Plan {
+                    repack: loading.repack.unwrap_or(When::Auto),
+                    tokens: ctx,
+                    ..Plan::plain(None)
+                },
+            ),
             |file, m, kernels, _| {
                 let tok = tokenizer_from_gguf(file)?;
                 let text = std::fs::read_to_string(&text_path)
@@ -537,7 +585,14 @@ fn run(cli: Cli) -> Result<u8> {
             (
                 &common,
                 &loading,
-                screening.request(ScreenArg::Off, Some(1), n_gen),
+                Plan {
+                    repack: loading.repack.unwrap_or(When::Off),
+                    screen: screening.screen_head.unwrap_or(When::Off),
+                    // A warm-up and the timed repetitions, each a prompt and a generation.
+                    tokens: (prompt + n_gen).saturating_mul(repetitions + 1),
+                    new_tokens: n_gen,
+                    top_k: Some(1),
+                },
             ),
             |_file, m, kernels, screen| {
                 let mut session = Session::with_kv_precision(

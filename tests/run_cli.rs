@@ -254,6 +254,68 @@ fn generate_screens_by_default_when_it_pays() {
 }
 
 #[test]
+fn generate_and_perplexity_repack_by_default_when_it_pays() {
+    let tq2 = "fixtures/ref-tiny/gguf/ref-tiny-tq2_0.gguf";
+    let repacked = |stderr: &str| stderr.contains("re-encoded as I2_S at load: TQ2_0 x14");
+    let generate = |model: &str, extra: &[&str]| {
+        let args = [&["generate", model, "-p", "The quick brown fox"][..], extra].concat();
+        let (text, stderr) = run_ok(&args);
+        (text, stderr)
+    };
+    // Long enough to repay the load: re-packed, with the same text as the file's own kernels.
+    let (text, stderr) = generate(tq2, &["-n", "64"]);
+    assert!(repacked(&stderr), "{stderr}");
+    let (plain, stderr) = generate(tq2, &["-n", "64", "--repack=off"]);
+    assert!(!repacked(&stderr), "{stderr}");
+    assert_eq!(text, plain);
+    // Too short: not unless asked; `--repack` alone is `on`.
+    assert!(!repacked(&generate(tq2, &["-n", "63"]).1));
+    assert!(repacked(&generate(tq2, &["-n", "8", "--repack"]).1));
+    assert!(repacked(&generate(tq2, &["-n", "8", "--repack=on"]).1));
+    // Nothing to re-pack (I2_S projections, F16 head): auto says nothing.
+    let (_, stderr) = generate("fixtures/ref-tiny/gguf/ref-tiny-i2_s.gguf", &["-n", "64"]);
+    assert!(!stderr.contains("re-encode"), "{stderr}");
+    // A Q4_0 head is interleaved from 256 tokens on (it only pays where its kernel is
+    // compute-bound); TQ2_0 projections with it are re-encoded from 64.
+    let interleaved = |stderr: &str| stderr.contains("Q4_0 lm_head interleaved");
+    let dir = tempfile::tempdir().unwrap();
+    let q4 = synthetic_tiny_gguf_with(dir.path(), 5, EmbedType::Q4_0);
+    let q4 = q4.to_str().unwrap();
+    let (text, stderr) = generate(q4, &["-n", "256"]);
+    assert!(interleaved(&stderr), "{stderr}");
+    assert_eq!(text, generate(q4, &["-n", "256", "--repack=off"]).0);
+    let (_, stderr) = generate(q4, &["-n", "255"]);
+    assert!(!interleaved(&stderr) && !stderr.contains("re-encode"), "{stderr}");
+    assert!(interleaved(&generate(q4, &["-n", "8", "--repack"]).1));
+    // perplexity evaluates --ctx tokens per chunk.
+    let perplexity = |extra: &[&str]| {
+        let args = [&["perplexity", tq2, "README.md"][..], extra].concat();
+        run_ok(&args)
+    };
+    let (result, stderr) = perplexity(&["--ctx", "64"]);
+    assert!(repacked(&stderr), "{stderr}");
+    assert_eq!(result, perplexity(&["--ctx", "64", "--repack=off"]).0);
+    assert!(!repacked(&perplexity(&["--ctx", "32"]).1));
+    // logits and bench run the file's own kernels unless asked.
+    let (_, stderr) = run_ok(&["logits", tq2, "--tokens", "1,2", "-o", "/dev/null"]);
+    assert!(!repacked(&stderr), "{stderr}");
+    let (_, stderr) = run_ok(&["bench", tq2, "-p", "64", "-n", "64", "-r", "1"]);
+    assert!(!repacked(&stderr), "{stderr}");
+    let args = [
+        "bench",
+        tq2,
+        "-p",
+        "8",
+        "-n",
+        "8",
+        "-r",
+        "3",
+        "--repack=auto",
+    ];
+    assert!(repacked(&run_ok(&args).1));
+}
+
+#[test]
 fn commands_refuse_the_flags_they_would_ignore() {
     // parity maps the file and runs its own kernels (its job is to check them); logits and
     // perplexity need every logit. A flag they took without effect would mislead.

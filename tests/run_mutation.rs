@@ -17,7 +17,7 @@ use bitnet_gguf::runtime::prompt::{encode_user_prompt, GenerationBudget, PromptF
 use bitnet_gguf::runtime::sampling::SamplingParams;
 use bitnet_gguf::runtime::tokenizer::StreamDecoder;
 use bitnet_gguf::runtime::{generate, tokenizer_from_gguf};
-use bitnet_gguf::runtime::{HeadScreen, LoadOptions, Model, Repack, Session};
+use bitnet_gguf::runtime::{HeadScreen, LoadOptions, Model, Repack, RepackParts, Session};
 
 /// What one damaged file reached, counted so the test can show the damage got past the parser.
 #[derive(Default, Debug)]
@@ -86,7 +86,7 @@ fn exercise(bytes: &[u8], config: &Option<KernelConfig>, kernels: &Kernels, reac
             let _ = decoder.finish();
         }
     }
-    if let Ok(repack) = Repack::build(&file, &model) {
+    if let Ok(repack) = Repack::build(&file, &model, RepackParts::ALL) {
         if let Ok(model) = Model::load_repacked(&file, &opts, &repack) {
             let mut session = Session::new(&model, kernels, 8);
             let _ = session.forward(&ids[..ids.len().min(4)], bitnet_gguf::runtime::Logits::Last);

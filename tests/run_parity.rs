@@ -6,7 +6,7 @@ use bitnet_gguf::gguf::GgufFile;
 use bitnet_gguf::runtime::kernels::Isa;
 use bitnet_gguf::runtime::parity::{compare_with_reference, read_inputs, Agreement, ParityOptions};
 use bitnet_gguf::runtime::{tokenizer_from_gguf, KvPrecision, LoadOptions, Logits, Repack};
-use bitnet_gguf::runtime::{Model, Session};
+use bitnet_gguf::runtime::{Model, RepackParts, Session};
 use std::path::Path;
 
 fn parity(layout: &str, logits: &str) -> bitnet_gguf::runtime::parity::ParityReport {
@@ -240,7 +240,7 @@ fn native_and_repacked(layout: &str, bytes: &[u8]) -> (Vec<Vec<f32>>, Vec<Vec<f3
         kernel_config: kernel_config(layout),
     };
     let native = Model::load(&file, &opts).unwrap();
-    let repack = Repack::build(&file, &native).unwrap();
+    let repack = Repack::build(&file, &native, RepackParts::ALL).unwrap();
     let repacked = Model::load_repacked(&file, &opts, &repack).unwrap();
     (
         all_logits(&native, &k, true),

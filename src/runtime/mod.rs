@@ -22,4 +22,4 @@ pub use error::Error;
 pub use forward::{KvPrecision, Logits, Session};
 pub use head_screen::{HeadScreen, ScreenStats};
 pub use model::{tokenizer_from_gguf, HyperParams, LoadOptions, Model, Projection};
-pub use repack::Repack;
+pub use repack::{Repack, RepackParts};

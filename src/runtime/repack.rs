@@ -27,6 +27,64 @@ use crate::layout::TernaryCodec;
 use rayon::prelude::*;
 use std::collections::HashMap;
 
+/// The fewest tokens a run must evaluate for [`RepackParts::paying`] to re-encode its
+/// projections. Measured on 2B-4T (`docs/PERFORMANCE.md`, "Issue 6, tenth session"): the
+/// re-encoding costs 0.6–1.9 s at load and decodes 1.3–3.4× faster (TQ2_0 at 2 threads to TL2
+/// at 1), which `generate -n 64` repays in all but TQ2_0 at 2 threads (even there).
+pub const REPACK_MIN_TOKENS: usize = 64;
+
+/// The fewest tokens for [`RepackParts::paying`] to interleave a Q4_0 lm_head: it costs
+/// 0.13–0.18 s and decodes up to 10 % faster at 1 thread (the plain Q4_0 kernel is
+/// compute-bound there), nothing at 2 (both read at the memory's rate).
+pub const INTERLEAVE_MIN_TOKENS: usize = 256;
+
+/// Which parts of a model [`Repack::build`] re-packs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RepackParts {
+    /// TL1, TL2, TQ1_0 and TQ2_0 projections, re-encoded as I2_S.
+    pub projections: bool,
+    /// A Q4_0 lm_head, interleaved by 8 rows.
+    pub head: bool,
+}
+
+impl RepackParts {
+    /// Everything there is to re-pack (`--repack=on`).
+    pub const ALL: Self = Self {
+        projections: true,
+        head: true,
+    };
+
+    /// The parts `model` has: a projection in a layout other than I2_S, a Q4_0 head with
+    /// whole groups of 8 rows.
+    pub fn present(model: &Model<'_>) -> Self {
+        Self {
+            projections: model.layers.iter().any(|layer| {
+                layer
+                    .projections()
+                    .into_iter()
+                    .any(|(_, p)| re_encodable(p))
+            }),
+            head: model.output.ggml_type() == GgmlType::Q4_0 && model.output.shape().rows % 8 == 0,
+        }
+    }
+
+    /// The parts of `model` worth re-packing for a run that evaluates at least `tokens`
+    /// tokens, when the user left it to the runtime: projections from [`REPACK_MIN_TOKENS`],
+    /// the head from [`INTERLEAVE_MIN_TOKENS`].
+    pub fn paying(model: &Model<'_>, tokens: usize) -> Self {
+        let present = Self::present(model);
+        Self {
+            projections: present.projections && tokens >= REPACK_MIN_TOKENS,
+            head: present.head && tokens >= INTERLEAVE_MIN_TOKENS,
+        }
+    }
+
+    /// Whether there is anything to do.
+    pub fn any(self) -> bool {
+        self.projections || self.head
+    }
+}
+
 /// The re-packed weights of one model: I2_S bytes of the re-encoded projections, by tensor name,
 /// and the interleaved Q4_0 lm_head.
 #[derive(Debug, Default)]
@@ -41,10 +99,15 @@ pub struct Repack {
 }
 
 impl Repack {
-    /// Re-encodes every TL1, TL2, TQ1_0 and TQ2_0 projection of `model` (loaded from `file`) as
-    /// I2_S, tensors in parallel, and interleaves a Q4_0 lm_head whose row count is a multiple
-    /// of 8. Pass the result to [`Model::load_repacked`].
-    pub fn build(file: &GgufFile<'_>, model: &Model<'_>) -> Result<Self, Error> {
+    /// Re-packs the `parts` of `model` (loaded from `file`): every TL1, TL2, TQ1_0 and TQ2_0
+    /// projection re-encoded as I2_S, tensors in parallel, and a Q4_0 lm_head whose row count
+    /// is a multiple of 8 interleaved. Pass the result to [`Model::load_repacked`].
+    pub fn build(
+        file: &GgufFile<'_>,
+        model: &Model<'_>,
+        parts: RepackParts,
+    ) -> Result<Self, Error> {
+        let present = RepackParts::present(model);
         let jobs: Vec<(String, &Projection<'_>)> = model
             .layers
             .iter()
@@ -55,7 +118,7 @@ impl Repack {
                     .into_iter()
                     .map(move |(role, p)| (format!("blk.{l}.{role}.weight"), p))
             })
-            .filter(|(_, p)| !matches!(p, Projection::I2s(_) | Projection::Dense(_)))
+            .filter(|(_, p)| parts.projections && re_encodable(p))
             .collect();
         let results: Vec<Result<Vec<u8>, Error>> = jobs
             .par_iter()
@@ -76,8 +139,8 @@ impl Repack {
                 Err(e) => return Err(e),
             }
         }
-        let head = &model.output;
-        if head.ggml_type() == GgmlType::Q4_0 && head.shape().rows % 8 == 0 {
+        if parts.head && present.head {
+            let head = &model.output;
             let q4 = Q4_0Weights::new(head.bytes(), head.shape())?;
             out.head = Some(Q4_0x8Weights::interleave(&q4)?);
         }
@@ -130,6 +193,11 @@ impl Repack {
         }
         line
     }
+}
+
+/// Whether projection `p` is in a layout [`Repack::build`] re-encodes as I2_S.
+fn re_encodable(p: &Projection<'_>) -> bool {
+    !matches!(p, Projection::I2s(_) | Projection::Dense(_))
 }
 
 /// Decodes projection `name` with its layout's codec and encodes it as I2_S.
