@@ -285,7 +285,10 @@ fn generate_and_perplexity_repack_by_default_when_it_pays() {
     assert!(interleaved(&stderr), "{stderr}");
     assert_eq!(text, generate(q4, &["-n", "256", "--repack=off"]).0);
     let (_, stderr) = generate(q4, &["-n", "255"]);
-    assert!(!interleaved(&stderr) && !stderr.contains("re-encode"), "{stderr}");
+    assert!(
+        !interleaved(&stderr) && !stderr.contains("re-encode"),
+        "{stderr}"
+    );
     assert!(interleaved(&generate(q4, &["-n", "8", "--repack"]).1));
     // perplexity evaluates --ctx tokens per chunk.
     let perplexity = |extra: &[&str]| {
