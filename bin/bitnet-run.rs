@@ -56,11 +56,11 @@ struct Common {
 struct Loading {
     /// Re-pack weights at load for the fastest kernels (the file is not changed): TL1/TL2/
     /// TQ1_0/TQ2_0 projections are kept as I2_S in memory, a Q4_0 lm_head interleaved by 8
-    /// rows. Same outputs; decode 1.4-3x faster on those layouts, for 0.4-0.9 s at load.
-    /// `auto`, the default of generate and perplexity, re-packs when there is something to
-    /// re-pack and the run evaluates at least 64 tokens. logits and bench default to `off`
-    /// (bench measures the file's own kernels, as llama-bench does without -rtr).
-    /// `--repack` alone means `on`.
+    /// rows. Same outputs; decode 1.3-3.4x faster on those layouts on 2B-4T, for 0.6-1.9 s
+    /// at load. `auto`, the default of generate and perplexity, re-encodes projections when
+    /// the run evaluates at least 64 tokens (perplexity: --ctx) and interleaves a Q4_0 head
+    /// from 256. logits and bench default to `off` (bench measures the file's own kernels,
+    /// as llama-bench does without -rtr). `--repack` alone means `on`.
     #[arg(
         long,
         value_enum,
@@ -114,9 +114,9 @@ struct Plan {
     screen: When,
     /// Tokens the run evaluates at the least (prompt and generated), for [`RepackParts::paying`].
     tokens: usize,
-    /// Tokens it generates one at a time, and how many of the largest logits its sampler
-    /// reads (`None`: all), for [`screening_pays`].
+    /// Tokens it generates one at a time, for [`screening_pays`].
     new_tokens: usize,
+    /// How many of the largest logits its sampler reads (`None`: all), for [`screening_pays`].
     top_k: Option<usize>,
 }
 

@@ -30,7 +30,8 @@ use std::collections::HashMap;
 /// The fewest tokens a run must evaluate for [`RepackParts::paying`] to re-encode its
 /// projections. Measured on 2B-4T (`docs/PERFORMANCE.md`, "Issue 6, tenth session"): the
 /// re-encoding costs 0.6–1.9 s at load and decodes 1.3–3.4× faster (TQ2_0 at 2 threads to TL2
-/// at 1), which `generate -n 64` repays in all but TQ2_0 at 2 threads (even there).
+/// at 1). With it, `generate -n 64` finishes sooner on every file but TQ2_0 at 2 threads,
+/// where it comes out even.
 pub const REPACK_MIN_TOKENS: usize = 64;
 
 /// The fewest tokens for [`RepackParts::paying`] to interleave a Q4_0 lm_head: it costs
