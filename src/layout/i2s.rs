@@ -178,8 +178,9 @@ fn unpack_blocks<const Q: usize>(bytes: &[u8], codes: &mut [i8]) -> u8 {
     invalid
 }
 
-/// Offset and value of the first 2-bit field equal to 3 in `payload`, if any.
-fn first_code_three(payload: &[u8]) -> Option<(usize, u8)> {
+/// Offset and value of the first 2-bit field equal to 3 in `payload`, if any (also TQ2_0's,
+/// whose fields are the same `code + 1`).
+pub(crate) fn first_code_three(payload: &[u8]) -> Option<(usize, u8)> {
     payload
         .iter()
         .position(|&x| x & (x >> 1) & 0x55 != 0)

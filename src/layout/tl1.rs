@@ -51,7 +51,7 @@ pub(crate) fn pair_code(w0: i8, w1: i8) -> u8 {
 pub(crate) static PAIR_FOUR: [u64; 256] = pair_four_table();
 
 /// The [`PAIR_FOUR`] entry of a byte no writer produces.
-pub(crate) const INVALID_FOUR: u64 = 1 << 63;
+const INVALID_FOUR: u64 = 1 << 63;
 
 const fn pair_four_table() -> [u64; 256] {
     let mut table = [INVALID_FOUR; 256];
@@ -71,6 +71,12 @@ const fn pair_four_table() -> [u64; 256] {
         byte += 1;
     }
     table
+}
+
+/// The pair code above 8 in `byte` (its high nibble's first), which no writer produces; `None`
+/// when both are valid.
+pub(crate) fn invalid_pair_code(byte: u8) -> Option<u8> {
+    [byte >> 4, byte & 15].into_iter().find(|&code| code > 8)
 }
 
 /// Visits every byte of one tile in stored order: `visit(byte_index_in_tile, row_in_tile,
@@ -185,16 +191,16 @@ impl TernaryCodec for Tl1 {
                 if invalid & INVALID_FOUR == 0 {
                     return None;
                 }
-                let at = bytes.iter().position(|&b| b >> 4 > 8 || b & 15 > 8);
-                at.map(|at| tile * tile_bytes + at)
+                bytes.iter().enumerate().find_map(|(at, &byte)| {
+                    invalid_pair_code(byte).map(|code| (tile * tile_bytes + at, code))
+                })
             })
             .min();
-        if let Some(offset) = first_bad {
-            let byte = bytes[offset];
+        if let Some((offset, code)) = first_bad {
             return Err(Error::InvalidCode {
                 layout: self.name(),
                 offset,
-                code: if byte >> 4 > 8 { byte >> 4 } else { byte & 15 },
+                code,
             });
         }
         Ok(TernaryTensor::from_decoded(shape, codes, scale))

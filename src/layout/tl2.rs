@@ -8,7 +8,7 @@
 //! zeros to the fixed size L(M, K). The codec's bytes are the whole GGUF tensor region:
 //! payload, zeros up to a multiple of 32, then the f32 scale and 28 zero bytes.
 
-use super::tl1::{pair_code, INVALID_FOUR, PAIR_FOUR};
+use super::tl1::{invalid_pair_code, pair_code, PAIR_FOUR};
 use super::{
     check_len, check_zero, pad32, read_f32_le, Error, Shape, TernaryCodec, TernaryTensor, Tl2Tiling,
 };
@@ -431,15 +431,17 @@ impl Tl2 {
             }
         });
         self.walk_two(shape, &s, |at, row, col| {
-            match PAIR_FOUR[usize::from(bytes[at])] {
-                four if four & INVALID_FOUR == 0 => codes[row * k + col..row * k + col + 4]
-                    .copy_from_slice(&(four as u32).to_le_bytes().map(|code| code as i8)),
-                _ => {
-                    let (hi, lo) = (bytes[at] >> 4, bytes[at] & 15);
+            match invalid_pair_code(bytes[at]) {
+                None => {
+                    let four = PAIR_FOUR[usize::from(bytes[at])] as u32;
+                    codes[row * k + col..row * k + col + 4]
+                        .copy_from_slice(&four.to_le_bytes().map(|code| code as i8));
+                }
+                Some(code) => {
                     first_error.get_or_insert(Error::InvalidCode {
                         layout: name,
                         offset: at,
-                        code: if hi > 8 { hi } else { lo },
+                        code,
                     });
                 }
             }
@@ -540,6 +542,30 @@ mod tests {
             if !corrupt {
                 proptest::prop_assert_eq!(fast.unwrap(), t);
             }
+        }
+    }
+
+    #[test]
+    fn a_bad_pair_code_in_the_two_weight_part_is_named() {
+        let shape = Shape::new(32, 80);
+        let codec = Tl2::new(Tl2Tiling {
+            tile_rows: 32,
+            block_k: 48,
+        });
+        let t = TernaryTensor::new(shape, vec![1; 32 * 80], 1.0).unwrap();
+        let clean = codec.encode(&t).unwrap();
+        let two_at = codec.sections(shape).unwrap().two_at;
+        for (at, byte, code) in [(two_at, 0x9a, 9), (two_at + 70, 0x4c, 12)] {
+            let mut bytes = clean.clone();
+            bytes[at] = byte;
+            assert_eq!(
+                codec.decode(&bytes, shape).unwrap_err(),
+                Error::InvalidCode {
+                    layout: "TL2",
+                    offset: at,
+                    code
+                }
+            );
         }
     }
 

@@ -6,6 +6,7 @@
 //! in [`super::tq1_0`]: `d = f16(scale)` in blocks with a non-zero code, 0 in all-zero blocks;
 //! decoding requires the non-zero blocks to agree and returns 0.0 for an all-zero tensor.
 
+use super::i2s::first_code_three;
 use super::tq1_0::{check_tq_shape, tq_scale_bits, ScaleAgreement, BLOCK_VALUES};
 use super::{check_len, Error, ScaleRounding, Shape, TernaryCodec, TernaryTensor};
 
@@ -91,12 +92,13 @@ impl TernaryCodec for Tq2_0 {
             .enumerate()
         {
             if unpack_block(&block[..64], values) != 0 {
-                let j = block[..64].iter().position(|&x| x & (x >> 1) & 0x55 != 0);
-                return Err(Error::InvalidCode {
-                    layout: self.name(),
-                    offset: index * BLOCK_BYTES + j.unwrap_or(0),
-                    code: 3,
-                });
+                if let Some((at, code)) = first_code_three(&block[..64]) {
+                    return Err(Error::InvalidCode {
+                        layout: self.name(),
+                        offset: index * BLOCK_BYTES + at,
+                        code,
+                    });
+                }
             }
             let d = u16::from_le_bytes([block[64], block[65]]);
             scales.record(index, d, values.iter().any(|&c| c != 0))?;
