@@ -589,7 +589,9 @@ fn run(cli: Cli) -> Result<u8> {
                     repack: loading.repack.unwrap_or(When::Off),
                     screen: screening.screen_head.unwrap_or(When::Off),
                     // A warm-up and the timed repetitions, each a prompt and a generation.
-                    tokens: (prompt + n_gen).saturating_mul(repetitions + 1),
+                    tokens: prompt
+                        .saturating_add(n_gen)
+                        .saturating_mul(repetitions.saturating_add(1)),
                     new_tokens: n_gen,
                     top_k: Some(1),
                 },
